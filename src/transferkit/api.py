@@ -1,0 +1,266 @@
+"""The Python API that the CLI mirrors: ``train``, ``load_run``, ``evaluate_run``, ``predict``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from torch.utils.data import Dataset
+
+from transferkit.backbones import create_backbone
+from transferkit.config import RunConfig, dump_config, parse_config
+from transferkit.data import Subset, load_dataset, make_splits
+from transferkit.data.datasets import ArrayDataset, IMAGE_SUFFIXES, TextDataset, _read_text_rows
+from transferkit.engine import checkpoint as ckpt
+from transferkit.engine.evaluate import evaluate, predict_logits
+from transferkit.engine.trainer import Trainer, check_labels
+from transferkit.errors import TransferkitError
+from transferkit.finetune import Strategy, create_strategy
+from transferkit.heads import create_head
+from transferkit.model import TransferModel
+from transferkit.report import run_report
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, built and validated before any training or file writing."""
+
+    cfg: RunConfig
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+    num_classes: int
+    model: TransferModel
+    strategy: Strategy
+
+
+def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]:
+    d = cfg.data
+    full = load_dataset(d.dataset, d.data_dir, d.image_size, d.channels)
+    test_frac = 0.0 if d.test else d.test_fraction
+    sp = make_splits(full.targets, seed=d.seed, val_fraction=d.val_fraction, test_fraction=test_frac,
+                     shots=d.shots, fraction=d.label_fraction)
+    test = load_dataset(d.test, d.data_dir, d.image_size, d.channels) if d.test else (
+        Subset(full, sp.test) if len(sp.test) else None)
+    return Subset(full, sp.train), (Subset(full, sp.val) if len(sp.val) else None), test
+
+
+def build_model(cfg: RunConfig, num_classes: int) -> TransferModel:
+    m = cfg.model
+    set_seed(cfg.train.seed)
+    backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
+    head = create_head(m.head, backbone.num_features, num_classes, **m.head_args)
+    return TransferModel(backbone, head)
+
+
+def _check_input_kind(backbone_kind: str, data_kind: str, cfg: RunConfig) -> None:
+    text = {backbone_kind == "text", data_kind == "text"}
+    if len(text) == 2:
+        raise TransferkitError(
+            f"Backbone '{cfg.model.backbone}' takes {backbone_kind} inputs but dataset '{cfg.data.dataset}' holds "
+            f"{data_kind} data; choose a matching backbone (`transferkit list backbones`)."
+        )
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Load and split the data, build model and strategy, check labels: fail here, not mid-training."""
+    train, val, test = build_data(cfg)
+    seen = [ds.targets for ds in (train, val, test) if ds is not None and len(ds)]
+    num_classes = cfg.model.num_classes or int(max(t.max() for t in seen)) + 1
+    strategy = create_strategy(cfg.strategy.name, **cfg.strategy.args)
+    model = build_model(cfg, num_classes)
+    _check_input_kind(model.backbone.input_kind, train.kind, cfg)
+    for ds, what in ((train, "training"), (val, "validation"), (test, "test")):
+        check_labels(ds, num_classes, what)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": num_classes})})
+    return Prepared(cfg, train, val, test, num_classes, model, strategy)
+
+
+def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to replace an existing run unless ``overwrite``; ``resume`` continues it in place."""
+    if resume:
+        if not (out / "config.yaml").is_file():
+            raise TransferkitError(f"Cannot resume '{out}': it is not a run directory (no config.yaml); check the path.")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise TransferkitError(
+                f"Run directory '{out}' already exists; pass --overwrite to replace it or choose another --out."
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    history: list[dict]
+    model: TransferModel
+
+
+def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
+          resume: bool = False, progress: bool | None = None, callbacks: list[Callable[[dict], None]] = (),
+          overrides: list[str] | None = None) -> RunResult:
+    """Train one run from a config; write config.yaml, metrics.jsonl, checkpoints/, model.safetensors,
+    summary.json and report.html into ``out``.
+
+    Example:
+        >>> res = train({"data": {"dataset": "mnist_usps:usps", "shots": 10}, "strategy": {"name": "full"}},
+        ...             out="runs/usps-full")
+    """
+    from transferkit.config import load_config
+
+    if isinstance(config, (str, Path)):
+        cfg = load_config(config, overrides)
+    elif isinstance(config, dict):
+        cfg = parse_config(config, overrides=overrides)
+    else:
+        cfg = parse_config(config.model_dump(mode="json"), overrides=overrides) if overrides else config
+    p = prepare(cfg)
+    out = Path(out or Path("runs") / (cfg.name or time.strftime("run-%Y%m%d-%H%M%S")))
+    if resume:
+        saved = (out / "config.yaml").read_text() if (out / "config.yaml").is_file() else None
+        if saved is not None and saved != dump_config(p.cfg):
+            raise TransferkitError(f"Cannot resume '{out}' with a different config; use its config.yaml or start a new run.")
+    prepare_run_dir(out, overwrite, resume)
+    (out / "config.yaml").write_text(dump_config(p.cfg), encoding="utf-8")
+    t0 = time.perf_counter()
+    history = Trainer(p.cfg.train, out, progress, callbacks).fit(p.model, p.strategy, p.train, p.val, resume=resume)
+    seconds = time.perf_counter() - t0
+    model = p.model
+    ckpt.save_weights(model, out / ckpt.MODEL_FILE)
+    summary = {"name": cfg.name, "strategy": cfg.strategy.name, "dataset": cfg.data.dataset,
+               "train_examples": len(p.train), "epochs_run": len(history), "train_seconds": round(seconds, 3),
+               "trainable_parameters": trainable_parameters(model, p.strategy, cfg),
+               "total_parameters": model.num_parameters()}
+    if p.test is not None:
+        summary |= evaluate(model, p.test, cfg.train.eval_batch_size, prefix="test/")
+        summary["test_examples"] = len(p.test)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    run_report(out, summary)
+    return RunResult(out, summary, history, model)
+
+
+def trainable_parameters(model: TransferModel, strategy: Strategy, cfg: RunConfig) -> int:
+    """Parameters that any phase of the strategy trains."""
+    phases = strategy.phases(model, cfg.train.epochs, cfg.train.lr)
+    if phases is None:
+        return model.num_parameters()
+    ids = {id(p): p.numel() for ph in phases for g in ph.groups for p in g["params"]}
+    return int(sum(ids.values()))
+
+
+@dataclass
+class Run:
+    """A trained run loaded back from its directory."""
+
+    run_dir: Path
+    cfg: RunConfig
+    model: TransferModel
+
+    def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities for a tensor/array batch, a list of strings, or a Dataset.
+
+        Shape:
+            returns ``[N, C]``.
+        """
+        ds = inputs if isinstance(inputs, Dataset) else _as_dataset(inputs)
+        logits, _ = predict_logits(self.model, ds, batch_size)
+        return torch.softmax(logits, -1).numpy()
+
+
+def _as_dataset(inputs) -> Dataset:
+    if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str):
+        return TextDataset(list(inputs), np.zeros(len(inputs), dtype=np.int64))
+    x = np.asarray(inputs)
+    return ArrayDataset(x, np.zeros(len(x), dtype=np.int64))
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Rebuild a run's model from ``config.yaml`` and load ``model.safetensors``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise TransferkitError(f"'{run_dir}' is not a run directory (no config.yaml); give the folder `train` wrote.")
+    from transferkit.config import load_config
+
+    cfg = load_config(run_dir / "config.yaml")
+    weights = cfg.model.weights if cfg.model.backbone == "hf_text" else None
+    model = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})}),
+                        cfg.model.num_classes)
+    ckpt.load_weights(model, run_dir / ckpt.MODEL_FILE)
+    model.eval()
+    return Run(run_dir, cfg, model)
+
+
+def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
+    """Accuracy and loss of a run on ``data`` (a dataset spec), or on its own test split."""
+    run = load_run(run_dir)
+    if data is None:
+        _, _, ds = build_data(run.cfg)
+        if ds is None:
+            raise TransferkitError(f"Run '{run_dir}' has no test split; pass --data with a dataset to evaluate on.")
+    else:
+        d = run.cfg.data
+        ds = load_dataset(data, d.data_dir, d.image_size, d.channels)
+    _check_input_kind(run.model.backbone.input_kind, ds.kind, run.cfg)
+    check_labels(ds, run.cfg.model.num_classes, "evaluation")
+    return {"examples": len(ds)} | evaluate(run.model, ds, run.cfg.train.eval_batch_size)
+
+
+def read_inputs(path: str | Path, run: Run) -> tuple[list[str], Dataset]:
+    """Inputs for ``predict``: an .npz (array ``x``), an image file or folder, or a text file."""
+    path = Path(path)
+    if not path.exists():
+        raise TransferkitError(f"Inputs '{path}' do not exist; check the path.")
+    if path.suffix == ".npz":
+        data = np.load(path, allow_pickle=False)
+        if "x" not in data.files:
+            raise TransferkitError(f"'{path}' has no array 'x'; save the inputs as numpy.savez(path, x=...).")
+        return [str(i) for i in range(len(data["x"]))], _as_dataset(data["x"])
+    if path.suffix in {".txt"}:
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return [str(i) for i in range(len(lines))], _as_dataset(lines)
+    if path.suffix in {".csv", ".jsonl", ".json", ".gz"}:
+        texts = [r.get("text", "") for r in _read_text_rows(path)]
+        return [str(i) for i in range(len(texts))], _as_dataset(texts)
+    files = sorted(p for p in (path.rglob("*") if path.is_dir() else [path]) if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise TransferkitError(f"No images, .npz or text inputs found at '{path}'; give an .npz, a text file or images.")
+    return [str(f) for f in files], _image_files_dataset(files, run.cfg)
+
+
+def _image_files_dataset(files: list[Path], cfg: RunConfig) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+    from torchvision import transforms as T
+
+    steps = [T.Grayscale(1) if cfg.data.channels == 1 else T.Lambda(lambda im: im.convert("RGB"))]
+    if cfg.data.image_size:
+        steps.append(T.Resize((cfg.data.image_size, cfg.data.image_size)))
+    tf = T.Compose(steps + [T.ToTensor()])
+    xs = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                xs.append(tf(im))
+        except (UnidentifiedImageError, OSError):
+            raise TransferkitError(f"'{f}' is not a readable image; replace or remove it.") from None
+    return ArrayDataset(torch.stack(xs), np.zeros(len(xs), dtype=np.int64))
+
+
+def predict(run_dir: str | Path, inputs: str | Path) -> list[dict]:
+    """One row per input: id, predicted class (index and name), confidence."""
+    run = load_run(run_dir)
+    ids, ds = read_inputs(inputs, run)
+    probs = run.predict(ds)
+    names = getattr(load_dataset(run.cfg.data.dataset, run.cfg.data.data_dir), "class_names", None) if \
+        run.cfg.data.dataset and ":" in run.cfg.data.dataset else None
+    return [{"input": i, "prediction": int(p.argmax()), "class": (names[int(p.argmax())] if names else str(int(p.argmax()))),
+             "confidence": round(float(p.max()), 4)} for i, p in zip(ids, probs)]

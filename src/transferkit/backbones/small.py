@@ -1,0 +1,67 @@
+"""Built-in small backbones for vectors and small images (16x16, 28x28)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from transferkit.backbones.base import Backbone
+
+
+class MLP(Backbone):
+    """A multi-layer perceptron on flattened inputs.
+
+    Args:
+        in_features: size of the flattened input.
+        hidden: widths of the hidden layers; the last one is ``num_features``.
+        dropout: dropout after each hidden layer.
+    """
+
+    input_kind = "vector"
+
+    def __init__(self, in_features: int = 256, hidden: tuple[int, ...] = (256, 128), dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        self.blocks = nn.Sequential(*layers)
+        self.num_features = width
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+def _conv_block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class SmallCNN(Backbone):
+    """Three conv blocks and a projection, for 16x16 to 32x32 images (any size works).
+
+    Args:
+        in_channels: 1 for grey digits, 3 for RGB.
+        width: channels of the first block (doubled in each later block).
+        num_features: size of the output feature vector.
+        dropout: dropout before the projection.
+    """
+
+    input_kind = "image"
+
+    def __init__(self, in_channels: int = 1, width: int = 32, num_features: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(
+            _conv_block(in_channels, width, pool=True),
+            _conv_block(width, 2 * width, pool=True),
+            _conv_block(2 * width, 4 * width, pool=False),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(2)  # keeps coarse layout, size-independent
+        self.proj = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * width, num_features), nn.ReLU())
+        self.num_features = num_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pool(self.blocks(x)))

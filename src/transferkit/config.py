@@ -1,0 +1,145 @@
+"""Run configuration: validated with pydantic before any training time is spent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from transferkit.errors import TransferkitError, did_you_mean
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    dataset: str  # "name:domain" from `transferkit list datasets`, or a path (.npz, image folder, .csv/.jsonl)
+    test: str | None = None  # a separate test dataset; None: split one off `dataset`
+    shots: int | None = Field(None, ge=1)  # labelled training examples per class (None: all)
+    label_fraction: float | None = Field(None, gt=0, le=1)  # or a stratified fraction of the labels
+    val_fraction: float = Field(0.1, ge=0, lt=1)  # held out for validation / early stopping
+    test_fraction: float | Literal["rest"] = 0.2  # "rest": every example not used for training or validation
+    seed: int = 0  # seed of the split and the k-shot draw
+    image_size: int | None = None  # resize image folders to this square size
+    channels: Literal[1, 3] = 3  # image folders: 1 = greyscale, 3 = RGB
+    data_dir: str | None = None  # folder with named external datasets (else $TRANSFERKIT_DATA)
+
+
+class ModelConfig(_Strict):
+    backbone: str = "small_cnn"  # a name from `transferkit list backbones`, or timm/<model>
+    weights: str | None = None  # weights file / HF folder / "imagenet"; None = random init
+    backbone_args: dict[str, Any] = {}  # keyword arguments of the backbone
+    head: str = "linear"  # a name from `transferkit list heads`
+    head_args: dict[str, Any] = {}  # keyword arguments of the head
+    num_classes: int | None = Field(None, ge=2)  # None: inferred from the labels
+
+
+class StrategyConfig(_Strict):
+    name: str = "full"  # a name from `transferkit list strategies`; "a+b" composes
+    args: dict[str, Any] = {}  # keyword arguments of the (first) strategy
+
+
+class TrainSettings(_Strict):
+    epochs: int = Field(10, ge=1)  # passes over the training data
+    batch_size: int = Field(64, ge=1)  # examples per optimizer step (per process)
+    lr: float = Field(1e-3, gt=0)  # base learning rate (strategies scale it per group)
+    weight_decay: float = Field(0.0, ge=0)  # decoupled weight decay (AdamW) / L2 (SGD)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
+    max_grad_norm: float | None = Field(None, gt=0)  # clip gradients to this norm
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast through Accelerate
+    grad_accum: int = Field(1, ge=1)  # batches per optimizer step
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: GPU when there is one
+    seed: int = 0  # weights, shuffling and dropout
+    monitor: str = "val/accuracy"  # metric for early stopping and the best checkpoint
+    mode: Literal["max", "min"] = "max"  # whether a larger monitor value is better
+    patience: int | None = Field(None, ge=1)  # epochs without improvement before stopping (None: never)
+    restore_best: bool = True  # end with the best checkpoint's weights (when there is validation data)
+    num_workers: int = Field(0, ge=0)  # DataLoader worker processes
+    eval_batch_size: int = Field(256, ge=1)
+
+
+class RunConfig(_Strict):
+    name: str | None = None  # shown in reports
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    train: TrainSettings = TrainSettings()
+
+
+def _fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    for key in loc:
+        ann = model.model_fields.get(str(key))
+        if ann is None or not (isinstance(ann.annotation, type) and issubclass(ann.annotation, BaseModel)):
+            return []
+        model = ann.annotation
+    return list(model.model_fields)
+
+
+def _explain(err: ValidationError, source: str) -> TransferkitError:
+    e = err.errors()[0]
+    loc = tuple(e["loc"])
+    key = ".".join(map(str, loc))
+    if e["type"] == "extra_forbidden":
+        known = _fields(RunConfig, loc[:-1])
+        where = f" in '{'.'.join(map(str, loc[:-1]))}'" if len(loc) > 1 else ""
+        return TransferkitError(
+            f"{source}: unknown config key '{key}'.{did_you_mean(str(loc[-1]), known)} Known keys{where}: {', '.join(known)}."
+        )
+    if e["type"] == "missing":
+        return TransferkitError(f"{source}: config key '{key}' is required; add it.")
+    return TransferkitError(f"{source}: config key '{key}': {e['msg']}; got {e.get('input')!r}.")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML scalars)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TransferkitError(f"--set '{item}' is not of the form key=value (e.g. train.epochs=5).")
+        node = raw
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise TransferkitError(f"--set '{item}': '{p}' is not a section; check the key.")
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> RunConfig:
+    if not isinstance(raw, dict):
+        raise TransferkitError(f"{source}: the config must be a mapping of sections (data, model, strategy, train).")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise _explain(err, source) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config file, apply ``--set`` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise TransferkitError(f"Config file '{path}' does not exist; check the path.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise TransferkitError(f"Config file '{path}' is not valid YAML{where}; fix the syntax there.") from None
+    return parse_config(raw if raw is not None else {}, source=str(path), overrides=overrides)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

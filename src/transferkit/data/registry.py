@@ -1,0 +1,115 @@
+"""Named datasets: embedded in the package, or read from a data directory.
+
+A dataset spec is ``name:domain`` (see ``transferkit list datasets``) or a path to an
+``.npz`` file, an image folder, or a CSV/JSONL text file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from collections.abc import Callable
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from transferkit.data.datasets import ArrayDataset, ImageFolderDataset, TextDataset, load_npz, load_text_file
+from transferkit.errors import TransferkitError, did_you_mean
+from transferkit.registry import Registry
+
+DATA_ENV = "TRANSFERKIT_DATA"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A named dataset: its domains, where it lives and how to load one domain."""
+
+    domains: tuple[str, ...]
+    loader: Callable[[str, Path], Dataset]
+    relpath: str | None  # file under the data directory; None = embedded in the package
+    description: str
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+
+def data_dir(override: str | Path | None = None) -> Path:
+    """The folder holding external datasets: ``override``, else $TRANSFERKIT_DATA, else ``./data``."""
+    return Path(override or os.environ.get(DATA_ENV) or "data")
+
+
+def _embedded_path(filename: str) -> Path:
+    return Path(str(resources.files("transferkit.data") / "embedded" / filename))
+
+
+def _mnist_usps(domain: str, root: Path) -> Dataset:
+    d = np.load(_embedded_path("mnist_usps.npz"))
+    return ArrayDataset(d[f"x_{domain}"], d[f"y_{domain}"], name=f"mnist_usps:{domain}", class_names=[str(i) for i in range(10)])
+
+
+def _mnist(domain: str, root: Path) -> Dataset:
+    d = np.load(root / "mnist" / "mnist.npz")
+    return ArrayDataset(d[f"x_{domain}"], d[f"y_{domain}"], name=f"mnist:{domain}", class_names=[str(i) for i in range(10)])
+
+
+def _office_caltech(domain: str, root: Path) -> Dataset:
+    d = np.load(root / "office_caltech10_surf" / "office_caltech10_surf.npz")
+    x = d[f"x_{domain}"].astype(np.float32)
+    return ArrayDataset(x, d[f"y_{domain}"], name=f"office_caltech10_surf:{domain}", class_names=list(d["class_names"]))
+
+
+def _amazon(domain: str, root: Path) -> Dataset:
+    with gzip.open(root / "amazon_reviews" / "amazon_reviews.jsonl.gz", "rt", encoding="utf-8") as f:
+        rows = [r for r in map(json.loads, f) if r["domain"] == domain]
+    return TextDataset([r["text"] for r in rows], [r["label"] for r in rows], name=f"amazon_reviews:{domain}",
+                       class_names=["negative", "positive"])
+
+
+def _register(name: str, domains: tuple[str, ...], loader, relpath: str | None, description: str) -> None:
+    DATASETS.register(name, help=description)(DatasetInfo(domains, loader, relpath, description))
+
+
+_register("mnist_usps", ("mnist", "usps"), _mnist_usps, None,
+          "JDA digits, 16x16: 2,000 MNIST + 1,800 USPS, 10 classes (embedded)")
+_register("mnist", ("train", "test"), _mnist, "mnist/mnist.npz",
+          "MNIST 28x28, 60,000 train + 10,000 test, 10 classes")
+_register("office_caltech10_surf", ("amazon", "caltech", "dslr", "webcam"), _office_caltech,
+          "office_caltech10_surf/office_caltech10_surf.npz", "Office-Caltech10 SURF 800-d features, 10 classes")
+_register("amazon_reviews", ("books", "dvd", "electronics", "kitchen"), _amazon,
+          "amazon_reviews/amazon_reviews.jsonl.gz", "Blitzer et al. 2007 reviews, binary sentiment, 2,000 per domain")
+
+
+def load_dataset(spec: str, data_root: str | Path | None = None, image_size: int | None = None,
+                 channels: int = 3) -> Dataset:
+    """Load ``name:domain`` from the registry, or a path (.npz, image folder, .csv/.jsonl[.gz]).
+
+    Example:
+        >>> usps = load_dataset("mnist_usps:usps")
+    """
+    path = Path(spec)
+    if path.suffix in {".npz", ".csv", ".jsonl", ".json", ".gz"} or path.is_dir() or os.sep in spec:
+        if not path.exists():
+            raise TransferkitError(f"Data path '{spec}' does not exist; check the path or use a name from `transferkit list datasets`.")
+        if path.is_dir():
+            return ImageFolderDataset(path, image_size=image_size, channels=channels)
+        if path.suffix == ".npz":
+            return load_npz(path)
+        return load_text_file(path)
+    name, _, domain = spec.partition(":")
+    info = DATASETS.get(name)
+    if not domain:
+        raise TransferkitError(f"Dataset '{name}' has domains {', '.join(info.domains)}; write it as '{name}:{info.domains[0]}'.")
+    if domain not in info.domains:
+        raise TransferkitError(f"Dataset '{name}' has no domain '{domain}'.{did_you_mean(domain, info.domains)} "
+                               f"Domains: {', '.join(info.domains)}.")
+    root = data_dir(data_root)
+    if info.relpath is not None and not (root / info.relpath).exists():
+        raise TransferkitError(
+            f"Dataset '{name}' needs the file '{info.relpath}' under the data directory '{root}', which is missing; "
+            f"set ${DATA_ENV} (or --data-dir) to the folder that holds it."
+        )
+    return info.loader(domain, root)

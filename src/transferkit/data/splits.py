@@ -1,0 +1,106 @@
+"""Deterministic stratified splits and k-shot / label-fraction sampling (pure functions on labels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from transferkit.errors import TransferkitError
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int, pool: np.ndarray | None = None):
+    """Split ``pool`` (default: all indices) into (kept, taken) with ``fraction`` of each class taken.
+
+    At least one example of each class with two or more examples is taken; classes keep
+    their proportions up to rounding. Same ``seed`` -> same split.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise TransferkitError(f"A split fraction must be in [0, 1); got {fraction}.")
+    pool = np.arange(len(y)) if pool is None else np.asarray(pool)
+    rng = np.random.default_rng(seed)
+    taken = []
+    for c in np.unique(y[pool]):
+        idx = pool[y[pool] == c]
+        n = int(round(fraction * len(idx)))
+        if fraction > 0 and len(idx) > 1:
+            n = max(1, min(n, len(idx) - 1))
+        taken.append(rng.permutation(idx)[:n])
+    taken = np.sort(np.concatenate(taken)) if taken else np.array([], dtype=np.int64)
+    kept = np.setdiff1d(pool, taken)
+    return kept, taken
+
+
+def k_shot(y: np.ndarray, k: int, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
+    """``k`` examples of every class, drawn from ``pool`` with ``seed``.
+
+    Shape:
+        y: ``[N]`` labels; returns sorted indices ``[k * C]``.
+    """
+    if k < 1:
+        raise TransferkitError(f"'shots' must be >= 1; got {k}.")
+    pool = np.arange(len(y)) if pool is None else np.asarray(pool)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(y[pool]):
+        idx = pool[y[pool] == c]
+        if len(idx) < k:
+            raise TransferkitError(
+                f"Class {int(c)} has only {len(idx)} examples available for training; lower 'shots' to {len(idx)} or less."
+            )
+        chosen.append(rng.permutation(idx)[:k])
+    return np.sort(np.concatenate(chosen))
+
+
+def label_fraction(y: np.ndarray, fraction: float, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
+    """A stratified ``fraction`` of ``pool`` (at least one example per class)."""
+    if not 0.0 < fraction <= 1.0:
+        raise TransferkitError(f"'label_fraction' must be in (0, 1]; got {fraction}.")
+    pool = np.arange(len(y)) if pool is None else np.asarray(pool)
+    if fraction == 1.0:
+        return np.sort(pool)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(y[pool]):
+        idx = pool[y[pool] == c]
+        chosen.append(rng.permutation(idx)[: max(1, int(round(fraction * len(idx))))])
+    return np.sort(np.concatenate(chosen))
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def make_splits(
+    y: np.ndarray,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    test_fraction: float | str = 0.2,
+    shots: int | None = None,
+    fraction: float | None = None,
+) -> Splits:
+    """Test, validation and training indices, deterministic in ``seed``.
+
+    With ``test_fraction="rest"`` the test set is every example not used for training or
+    validation (the usual few-shot protocol); otherwise a stratified test set is held out first.
+    The training set is then sub-sampled to ``shots`` per class or a label ``fraction``.
+    """
+    y = np.asarray(y)
+    pool = np.arange(len(y))
+    test = np.array([], dtype=np.int64)
+    if test_fraction != "rest":
+        pool, test = stratified_split(y, float(test_fraction), seed, pool)
+    pool, val = stratified_split(y, val_fraction, seed + 1, pool)
+    if shots is not None:
+        train = k_shot(y, shots, seed + 2, pool)
+    elif fraction is not None:
+        train = label_fraction(y, fraction, seed + 2, pool)
+    else:
+        train = pool
+    if test_fraction == "rest":
+        test = np.setdiff1d(pool, train)
+    return Splits(train=np.sort(train), val=np.sort(val), test=np.sort(test))

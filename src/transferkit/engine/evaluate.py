@@ -1,0 +1,40 @@
+"""Inference helpers shared by the trainer, ``eval`` and ``predict``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from transferkit.metrics import accuracy
+from transferkit.model import TransferModel
+
+
+def move(x, device: torch.device):
+    return x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
+
+
+@torch.no_grad()
+def predict_logits(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,
+                   task: str | None = None, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and targets over ``dataset`` in eval mode (training mode restored afterwards).
+
+    Shape:
+        returns ``([N, C], [N])`` on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    logits, targets = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        logits.append(model(move(x, device), task=task, precomputed=precomputed).logits.float().cpu())
+        targets.append(torch.as_tensor(y))
+    model.train(was_training)
+    return torch.cat(logits), torch.cat(targets)
+
+
+def evaluate(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,
+             task: str | None = None, prefix: str = "") -> dict[str, float]:
+    """``{prefix+"loss", prefix+"accuracy"}`` over ``dataset``."""
+    logits, targets = predict_logits(model, dataset, batch_size, precomputed, task)
+    return {f"{prefix}loss": float(F.cross_entropy(logits, targets)), f"{prefix}accuracy": accuracy(logits, targets)}

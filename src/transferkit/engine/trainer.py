@@ -1,0 +1,203 @@
+"""The one training loop. Strategies plug in through value-returning hooks (see finetune/base.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from transferkit.config import TrainSettings
+from transferkit.engine import checkpoint as ckpt
+from transferkit.engine.evaluate import evaluate
+from transferkit.engine.progress import EpochProgress
+from transferkit.errors import TrainingDiverged, TransferkitError
+from transferkit.finetune.base import Batch, Phase, Strategy, all_parameters_phase
+from transferkit.model import TransferModel
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh permutation per epoch, fixed by (seed, epoch): resuming replays the same order."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimizer needed to resume exactly."""
+
+    epoch: int = -1  # last finished epoch
+    best: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def make_optimizer(settings: TrainSettings, groups: list[dict]) -> torch.optim.Optimizer:
+    groups = [g for g in groups if g["params"]]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def check_labels(dataset: Dataset | None, num_classes: int, what: str) -> None:
+    if dataset is None or len(dataset) == 0:
+        return
+    top = int(dataset.targets.max())
+    if top >= num_classes:
+        raise TransferkitError(
+            f"The {what} data has label {top} but the head has {num_classes} classes (0..{num_classes - 1}); "
+            f"set model.num_classes to {top + 1} or fix the labels."
+        )
+
+
+class Trainer:
+    """Train a ``TransferModel`` with a strategy; writes metrics.jsonl and checkpoints to ``run_dir``.
+
+    Example:
+        >>> Trainer(TrainSettings(epochs=3)).fit(model, create_strategy("full"), train_ds, val_ds)
+    """
+
+    def __init__(self, settings: TrainSettings, run_dir: str | Path | None = None, progress: bool | None = None,
+                 callbacks: list[Callable[[dict], None]] = ()) -> None:
+        self.s = settings
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.progress = progress
+        self.callbacks = list(callbacks)
+        self.accelerator = Accelerator(cpu=settings.device == "cpu", mixed_precision=settings.mixed_precision,
+                                       gradient_accumulation_steps=settings.grad_accum)
+        if settings.device == "cuda" and self.accelerator.device.type != "cuda":
+            raise TransferkitError("train.device is 'cuda' but no GPU is visible; set train.device to 'auto' or 'cpu'.")
+
+    # -- one epoch --------------------------------------------------------------------------
+    def _train_epoch(self, model, strategy, loader, optimizer, phase: Phase, bar: EpochProgress) -> dict[str, float]:
+        acc, sums, steps = self.accelerator, {}, 0
+        model.train()
+        for name in phase.frozen:  # frozen parts keep their BatchNorm statistics
+            getattr(model, name).eval()
+        for x, y in loader:
+            batch = strategy.prepare_batch(Batch(x, y, precomputed=phase.precomputed))
+            with acc.accumulate(model):
+                out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
+                terms = {"task": F.cross_entropy(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
+                loss = sum(terms.values())
+                acc.backward(loss)
+                if self.s.max_grad_norm and acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), self.s.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach()
+            steps += 1
+            if steps % 10 == 0 and not torch.isfinite(loss):
+                break
+            bar.advance()
+        return {f"train/{k}": float(v) / max(steps, 1) for k, v in sums.items()}
+
+    # -- the loop ---------------------------------------------------------------------------
+    def fit(self, model: TransferModel, strategy: Strategy, train: Dataset, val: Dataset | None = None,
+            resume: bool = False) -> list[dict]:
+        s, acc = self.s, self.accelerator
+        set_seed(s.seed)
+        model = strategy.prepare_model(model)
+        phases = strategy.phases(model, s.epochs, s.lr) or [all_parameters_phase(model, s.epochs, s.lr)]
+        state, optim_state, ckpt_root = TrainState(), None, self.run_dir / "checkpoints" if self.run_dir else None
+        if resume:
+            state, optim_state = self._resume(model)
+        model.to(acc.device)
+        model = acc.prepare(model)
+        plain = acc.unwrap_model(model)
+        stop, start = False, 0
+        for phase_idx, phase in enumerate(phases):
+            end = start + phase.epochs
+            if end <= state.epoch + 1 or stop:
+                start = end
+                continue
+            trainable = {id(p) for g in phase.groups for p in g["params"]}
+            for p in plain.parameters():
+                p.requires_grad_(id(p) in trainable)
+            optimizer = make_optimizer(s, phase.groups)
+            if optim_state is not None and state.history and state.history[-1]["phase"] == phase.name:
+                optimizer.load_state_dict(optim_state)
+            optimizer = acc.prepare(optimizer)
+            train_data = strategy.prepare_data(plain, train, phase)
+            val_data = strategy.prepare_data(plain, val, phase) if val is not None and len(val) else None
+            sampler = EpochSampler(len(train_data), s.seed)
+            loader = acc.prepare(DataLoader(train_data, batch_size=s.batch_size, sampler=sampler,
+                                            num_workers=s.num_workers, drop_last=False))
+            state.bad_epochs = 0
+            for epoch in range(max(start, state.epoch + 1), end):
+                t0 = time.perf_counter()
+                sampler.set_epoch(epoch)
+                set_seed(s.seed * 1000 + epoch)  # dropout etc. replay identically after a resume
+                with EpochProgress(len(loader), self.progress, f"epoch {epoch + 1}/{s.epochs} [{phase.name}]") as bar:
+                    record = {"epoch": epoch + 1, "phase": phase.name} | self._train_epoch(
+                        model, strategy, loader, optimizer, phase, bar)
+                if not all(math.isfinite(v) for k, v in record.items() if k.startswith("train/")):
+                    self._diverged(epoch, state)
+                if val_data is not None:
+                    record |= evaluate(plain, val_data, s.eval_batch_size, phase.precomputed, prefix="val/")
+                record["seconds"] = round(time.perf_counter() - t0, 4)
+                stop = self._end_epoch(plain, optimizer, state, record, epoch, phase)
+                if stop:
+                    break
+            start = end
+        if self.run_dir and state.best_epoch is not None and s.restore_best and val is not None and len(val):
+            ckpt.load_weights(plain, ckpt_root / f"epoch-{state.best_epoch - 1:04d}" / ckpt.MODEL_FILE)
+        strategy.after_task(plain, plain.default_task)
+        return state.history
+
+    def _end_epoch(self, model, optimizer, state: TrainState, record: dict, epoch: int, phase: Phase) -> bool:
+        """Log, track the best epoch, checkpoint; return True to stop early."""
+        s = self.s
+        state.epoch = epoch
+        state.history.append(record)
+        value = record.get(s.monitor)
+        improved = value is not None and (state.best is None or (value > state.best if s.mode == "max" else value < state.best))
+        if improved:
+            state.best, state.best_epoch, state.bad_epochs = value, epoch + 1, 0
+        elif value is not None:
+            state.bad_epochs += 1
+        if self.run_dir and self.accelerator.is_main_process:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            keep = {state.best_epoch - 1} if state.best_epoch else set()
+            ckpt.save_checkpoint(self.run_dir / "checkpoints", epoch, model, optimizer,
+                                 state.__dict__, keep)
+        for cb in self.callbacks:
+            cb(record)
+        return s.patience is not None and state.bad_epochs >= s.patience
+
+    def _diverged(self, epoch: int, state: TrainState) -> None:
+        where = f" in '{self.run_dir / 'checkpoints'}'" if self.run_dir else ""
+        kept = f"the last good checkpoint (epoch {state.epoch + 1}) is kept{where}" if state.epoch >= 0 else "no epoch finished"
+        raise TrainingDiverged(
+            f"Training stopped in epoch {epoch + 1}: the loss became NaN or infinite; {kept}. "
+            "Lower train.lr or check the inputs for extreme values."
+        )
+
+    def _resume(self, model: TransferModel) -> tuple[TrainState, dict | None]:
+        path = ckpt.latest_checkpoint(self.run_dir / "checkpoints") if self.run_dir else None
+        if path is None:
+            raise TransferkitError(f"Nothing to resume in '{self.run_dir}': it has no checkpoint; train without --resume.")
+        raw, optim_state = ckpt.read_checkpoint(path, model)
+        return TrainState(**raw), optim_state

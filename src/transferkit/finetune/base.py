@@ -1,0 +1,140 @@
+"""The strategy contract: small modules with value-returning hooks, combined with ``Compose``.
+
+The trainer asks a strategy, never the other way round:
+- ``prepare_model(model) -> model``  set up weights before training (e.g. re-initialise);
+- ``phases(model, epochs, lr) -> list[Phase] | None``  what trains, at which rate, for how long;
+- ``prepare_data(model, dataset, phase) -> dataset``  e.g. swap images for cached features;
+- ``prepare_batch(batch) -> batch``  e.g. mix in replayed samples;
+- ``loss_terms(batch, out, model) -> dict[str, Tensor]``  extra (already weighted) loss terms;
+- ``after_task(model, task) -> None``  e.g. estimate a Fisher matrix after a task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from transferkit.errors import TransferkitError
+from transferkit.model import Output, TransferModel
+
+
+@dataclass
+class Batch:
+    """One training batch. ``x`` is a tensor, or a list of strings for text."""
+
+    x: object
+    targets: torch.Tensor
+    task: str | None = None
+    precomputed: bool = False
+
+
+@dataclass
+class Phase:
+    """A stretch of epochs with one set of trainable parameter groups.
+
+    ``groups`` are optimizer parameter groups (``{"params": [...], "lr": float}``);
+    ``frozen`` names top-level submodules of the model kept in eval mode without gradients;
+    ``precomputed`` means the data are cached backbone features.
+    """
+
+    name: str
+    epochs: int
+    groups: list[dict]
+    frozen: tuple[str, ...] = ()
+    precomputed: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def all_parameters_phase(model: nn.Module, epochs: int, lr: float, name: str = "train") -> Phase:
+    return Phase(name, epochs, [{"params": list(model.parameters()), "lr": lr}])
+
+
+def head_only_phase(model: TransferModel, epochs: int, lr: float, name: str = "head", precomputed: bool = False) -> Phase:
+    return Phase(name, epochs, [{"params": list(model.heads.parameters()), "lr": lr}], frozen=("backbone",),
+                 precomputed=precomputed)
+
+
+def check_number(owner: str, name: str, value, low: float | None = None, high: float | None = None,
+                 integer: bool = False) -> None:
+    """Raise ``Owner: 'name' must be ...; got value.`` for a bad hyperparameter."""
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ok = ok and not isinstance(value, bool)
+    if ok and low is not None and value < low:
+        ok = False
+    if ok and high is not None and value > high:
+        ok = False
+    if not ok:
+        bounds = " ".join(b for b in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if b)
+        raise TransferkitError(f"{owner}: '{name}' must be {kind}{' ' + bounds if bounds else ''}; got {value!r}.")
+
+
+class Strategy(nn.Module):
+    """Base strategy: trains every parameter at the base rate and adds no loss terms."""
+
+    name = "full"
+
+    def prepare_model(self, model: TransferModel) -> TransferModel:
+        return model
+
+    def phases(self, model: TransferModel, epochs: int, lr: float) -> list[Phase] | None:
+        return None
+
+    def prepare_data(self, model: TransferModel, dataset: Dataset, phase: Phase) -> Dataset:
+        return dataset
+
+    def prepare_batch(self, batch: Batch) -> Batch:
+        return batch
+
+    def loss_terms(self, batch: Batch, out: Output, model: TransferModel) -> dict[str, torch.Tensor]:
+        return {}
+
+    def named_loss_terms(self, batch: Batch, out: Output, model: TransferModel) -> dict[str, torch.Tensor]:
+        """``loss_terms`` with keys as ``"<strategy>/<term>"``."""
+        return {f"{self.name}/{k}": v for k, v in self.loss_terms(batch, out, model).items()}
+
+    def after_task(self, model: TransferModel, task: str) -> None:
+        return None
+
+
+class Compose(Strategy):
+    """Several strategies as one: hooks chained in order, loss terms merged, phases from the first that has any."""
+
+    name = "compose"
+
+    def __init__(self, strategies: list[Strategy]) -> None:
+        super().__init__()
+        if not strategies:
+            raise TransferkitError("Compose: give at least one strategy.")
+        self.parts = nn.ModuleList(strategies)
+
+    def prepare_model(self, model):
+        for s in self.parts:
+            model = s.prepare_model(model)
+        return model
+
+    def phases(self, model, epochs, lr):
+        return next((p for s in self.parts if (p := s.phases(model, epochs, lr)) is not None), None)
+
+    def prepare_data(self, model, dataset, phase):
+        for s in self.parts:
+            dataset = s.prepare_data(model, dataset, phase)
+        return dataset
+
+    def prepare_batch(self, batch):
+        for s in self.parts:
+            batch = s.prepare_batch(batch)
+        return batch
+
+    def named_loss_terms(self, batch, out, model):
+        terms: dict[str, torch.Tensor] = {}
+        for s in self.parts:
+            terms |= s.named_loss_terms(batch, out, model)
+        return terms
+
+    def after_task(self, model, task):
+        for s in self.parts:
+            s.after_task(model, task)

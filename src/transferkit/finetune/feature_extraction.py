@@ -1,0 +1,50 @@
+"""Feature extraction: a frozen backbone, its features computed once and cached, a head trained on them."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from transferkit.data.datasets import ArrayDataset
+from transferkit.finetune.base import Phase, Strategy, head_only_phase
+from transferkit.model import TransferModel
+
+
+@torch.no_grad()
+def extract_features(model: TransferModel, dataset: Dataset, batch_size: int = 256) -> ArrayDataset:
+    """Run the backbone once over ``dataset`` in eval mode; returns features and labels on the CPU.
+
+    Shape:
+        returns ``ArrayDataset(x=[N, D], y=[N])``.
+    """
+    was_training = model.backbone.training
+    model.backbone.eval()
+    device = model.backbone.device
+    feats, labels = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x = x.to(device) if isinstance(x, torch.Tensor) else x
+        feats.append(model.backbone.features(x).float().cpu())
+        labels.append(torch.as_tensor(y))
+    model.backbone.train(was_training)
+    return ArrayDataset(torch.cat(feats), torch.cat(labels).numpy(), name=f"{getattr(dataset, 'name', 'data')}:features")
+
+
+class FeatureExtraction(Strategy):
+    """Train only the head on frozen source features (Donahue et al., 2014, DeCAF).
+
+    Args:
+        cache: compute the backbone's features once and train the head on the cache
+            (False recomputes them every batch; same result, much slower).
+    """
+
+    name = "feature_extraction"
+
+    def __init__(self, cache: bool = True) -> None:
+        super().__init__()
+        self.cache = bool(cache)
+
+    def phases(self, model, epochs, lr):
+        return [head_only_phase(model, epochs, lr, name="head", precomputed=self.cache)]
+
+    def prepare_data(self, model: TransferModel, dataset: Dataset, phase: Phase) -> Dataset:
+        return extract_features(model, dataset) if phase.precomputed else dataset

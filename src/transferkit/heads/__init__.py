@@ -1,0 +1,37 @@
+"""Head registry: the g in f(x) = g(h(x)), mapping features to class logits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from transferkit.errors import TransferkitError
+from transferkit.registry import Registry
+
+HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
+
+
+@HEADS.register("linear")
+def linear(in_features: int, num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """A single linear layer (with optional dropout before it)."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
+
+
+@HEADS.register("bottleneck")
+def bottleneck(in_features: int, num_classes: int, width: int = 256, dropout: float = 0.5) -> nn.Module:
+    """Linear -> BatchNorm -> ReLU -> Dropout -> Linear, as in DANN/CDAN-style heads."""
+    return nn.Sequential(
+        nn.Linear(in_features, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, num_classes)
+    )
+
+
+def create_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Module:
+    """Build a head by name; ``num_classes`` must be at least 2."""
+    if num_classes < 2:
+        raise TransferkitError(f"A head needs at least 2 classes; got num_classes={num_classes}. Check the labels.")
+    factory = HEADS.get(name)
+    try:
+        return factory(in_features, num_classes, **kwargs)
+    except TypeError as e:
+        raise TransferkitError(f"Head '{name}' got a wrong argument ({e}); see `transferkit list heads`.") from None

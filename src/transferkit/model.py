@@ -1,0 +1,50 @@
+"""f(x) = g(h(x)): a backbone and one or more named heads, one output type in every mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from transferkit.backbones import Backbone
+
+
+@dataclass
+class Output:
+    """What a model returns, in train and eval mode alike.
+
+    Shape:
+        logits: ``[B, C]``; features: ``[B, D]``.
+    """
+
+    logits: torch.Tensor
+    features: torch.Tensor
+
+
+class TransferModel(nn.Module):
+    """A backbone plus named heads (``"main"`` for a single task).
+
+    ``forward(x, task=None, precomputed=False)``: with ``precomputed=True`` the input is
+    already a feature batch (cached features) and the backbone is skipped.
+    """
+
+    def __init__(self, backbone: Backbone, heads: dict[str, nn.Module] | nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleDict(heads if isinstance(heads, dict) else {"main": heads})
+
+    @property
+    def default_task(self) -> str:
+        return next(iter(self.heads))
+
+    def head_parameters(self):
+        return self.heads.parameters()
+
+    def forward(self, x, task: str | None = None, precomputed: bool = False) -> Output:
+        features = x if precomputed else self.backbone.features(x)
+        logits = self.heads[task or self.default_task](features)
+        return Output(logits=logits, features=features)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,94 @@
+"""Reports: PNG plots (matplotlib, Agg) and a self-contained HTML page built from a run's files."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_learning_curves(curves: dict[str, list[dict]], path: Path, keys: tuple[str, ...] = ("train/task", "val/accuracy")) -> Path:
+    """One panel per metric key, one line per named run (x = epoch)."""
+    keys = tuple(k for k in keys if any(k in r for rows in curves.values() for r in rows))
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(5 * max(len(keys), 1), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, rows in curves.items():
+            pts = [(r["epoch"], r[key]) for r in rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=name, marker="." if len(pts) < 30 else None)
+        ax.set_xlabel("epoch")
+        ax.set_title(key.replace("train/task", "training loss"))
+        ax.grid(alpha=0.3)
+    if keys:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(names: list[str], means: list[float], stds: list[float], path: Path, ylabel: str, title: str) -> Path:
+    """Bar chart with error bars (mean ± std), the value printed on each bar."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.8))
+    bars = ax.bar(names, means, yerr=stds, capsize=4, color=plt.cm.tab10.colors[: len(names)])
+    for b, m in zip(bars, means):
+        ax.text(b.get_x() + b.get_width() / 2, m / 2, f"{m:.1f}", ha="center", color="white", fontweight="bold")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_html(path: Path, title: str, intro: str, tables: list[tuple[str, list[str], list[list]]],
+               images: list[tuple[str, Path]], details: dict | None = None) -> Path:
+    """A single HTML file: tables, then the PNGs embedded as base64, then a details block."""
+    parts = [f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"]
+    for caption, headers, rows in tables:
+        parts.append(f"<h2>{html.escape(caption)}</h2>{_table(headers, rows)}")
+    for caption, img in images:
+        data = base64.b64encode(Path(img).read_bytes()).decode()
+        parts.append(f'<h2>{html.escape(caption)}</h2><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">')
+    if details:
+        parts.append(f"<h2>Details</h2><pre>{html.escape(json.dumps(details, indent=2))}</pre>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
+             "th{background:#f3f3f3}img{max-width:100%}")
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                    f"<style>{style}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")
+    return path
+
+
+def run_report(run_dir: Path, summary: dict) -> Path:
+    """The report of a single run: test metrics, the learning curves, the resolved config."""
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir)
+    images = []
+    if rows:
+        images.append(("Learning curves", plot_learning_curves({summary.get("strategy", "run"): rows},
+                                                               run_dir / "learning_curves.png")))
+    metrics = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in summary.items() if not isinstance(v, dict)]
+    return write_html(run_dir / "report.html", f"transferkit run: {summary.get('name') or run_dir.name}",
+                      "Test metrics on held-out data; curves per epoch from metrics.jsonl.",
+                      [("Summary", ["metric", "value"], metrics)], images)
