@@ -25,12 +25,16 @@ from transferkit.model import TransferModel
 
 
 class EpochSampler(Sampler[int]):
-    """A fresh permutation per epoch, fixed by (seed, epoch): resuming replays the same order."""
+    """A fresh permutation per epoch, fixed by (seed, epoch): resuming replays the same order.
+
+    The epoch is set with ``use_epoch`` (not ``set_epoch``, which Accelerate's loader calls
+    with its own per-loader counter that restarts at 0 after a resume).
+    """
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def use_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
@@ -147,7 +151,7 @@ class Trainer:
             state.bad_epochs = 0
             for epoch in range(max(start, state.epoch + 1), end):
                 t0 = time.perf_counter()
-                sampler.set_epoch(epoch)
+                sampler.use_epoch(epoch)
                 set_seed(s.seed * 1000 + epoch)  # dropout etc. replay identically after a resume
                 with EpochProgress(len(loader), self.progress, f"epoch {epoch + 1}/{s.epochs} [{phase.name}]") as bar:
                     record = {"epoch": epoch + 1, "phase": phase.name} | self._train_epoch(

@@ -7,8 +7,9 @@ from transferkit.finetune.base import Phase, Strategy, check_number, head_only_p
 
 
 class TwoStage(Strategy):
-    """Head first, then all layers at ``lr * finetune_lr_scale`` (the Keras transfer-learning recipe;
-    Kumar et al., 2022, "LP-FT").
+    """Train the head on a frozen backbone, then all layers at a lower rate (Kumar et al., 2022, LP-FT).
+
+    The classic Keras transfer-learning recipe: the second stage runs at ``lr * finetune_lr_scale``.
 
     Args:
         head_fraction: share of the epochs spent on the head alone (at least one epoch each stage).

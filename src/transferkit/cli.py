@@ -1,0 +1,146 @@
+"""``transferkit`` command line: train, eval, predict, list, demo. Mirrors ``transferkit.api``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from transferkit.errors import TransferkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Knowledge transfer between neural-network tasks.")
+console = Console()
+err_console = Console(stderr=True)
+STATE = {"debug": False}
+
+
+class Family(str, Enum):
+    backbones = "backbones"
+    strategies = "strategies"
+    datasets = "datasets"
+    heads = "heads"
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    STATE["debug"] = debug
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: train.epochs=5.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<name>).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+) -> None:
+    """Train one run from a config and write its run directory."""
+    from transferkit.api import train as api_train
+
+    res = api_train(config, out=out, overwrite=overwrite, resume=resume, overrides=set_ or [])
+    shown = {k: v for k, v in res.metrics.items() if k.startswith("test/") or k in ("train_seconds", "epochs_run")}
+    console.print(f"Run written to {res.run_dir}")
+    console.print(json.dumps(shown, indent=1))
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    data: Annotated[Optional[str], typer.Option(help="Dataset spec or path (default: the run's test split).")] = None,
+) -> None:
+    """Evaluate a trained run on its test split or on other data."""
+    from transferkit.api import evaluate_run
+
+    console.print(json.dumps(evaluate_run(run_dir, data), indent=1))
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    inputs: Annotated[Path, typer.Argument(help=".npz with x, an image file/folder, or a .txt/.csv/.jsonl of texts.")],
+    out: Annotated[Optional[Path], typer.Option(help="Write the predictions as CSV here (default: stdout).")] = None,
+) -> None:
+    """Predict classes for new inputs with a trained run."""
+    from transferkit.api import predict as api_predict
+
+    rows = api_predict(run_dir, inputs)
+    fh = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
+    writer = csv.DictWriter(fh, fieldnames=["input", "prediction", "class", "confidence"])
+    writer.writeheader()
+    writer.writerows(rows)
+    if out:
+        fh.close()
+        console.print(f"{len(rows)} predictions written to {out}")
+
+
+@app.command("list")
+def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> None:
+    """List the registered backbones, strategies, heads or datasets."""
+    from transferkit.backbones import BACKBONES
+    from transferkit.data import DATASETS
+    from transferkit.finetune import STRATEGIES
+    from transferkit.heads import HEADS
+
+    registry = {"backbones": BACKBONES, "strategies": STRATEGIES, "datasets": DATASETS, "heads": HEADS}[family.value]
+    table = Table(title=family.value)
+    table.add_column("name")
+    table.add_column("description")
+    for name in registry.names():
+        desc = registry.describe(name)
+        if family is Family.datasets:
+            desc += f" (domains: {', '.join(registry.get(name).domains)})"
+        table.add_row(name, desc)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo's runs and report go.")] = Path("runs/demo"),
+    shots: Annotated[int, typer.Option(help="Labelled USPS images per class.")] = 10,
+    seeds: Annotated[int, typer.Option(help="Seeds per strategy.")] = 3,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing demo directory.")] = False,
+) -> None:
+    """MNIST -> USPS: compare from-scratch, feature extraction, full and two-stage fine-tuning."""
+    from transferkit.demo import DemoSettings, run_demo
+
+    if shots < 1 or seeds < 1:
+        raise TransferkitError(f"--shots and --seeds must be >= 1; got shots={shots}, seeds={seeds}.")
+    run_demo(out, overwrite=overwrite, settings=DemoSettings(shots=shots, seeds=seeds), console=console)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2 (tracebacks with --debug)."""
+    try:
+        app(standalone_mode=False)
+    except TransferkitError as e:
+        if STATE["debug"]:
+            raise
+        err_console.print(f"[red]Error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("Interrupted.")
+        sys.exit(130)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        if STATE["debug"]:
+            raise
+        err_console.print(f"[red]Error:[/] {type(e).__name__}: {e} (run with --debug for the traceback)", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
