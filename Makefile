@@ -16,17 +16,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/transferkit demo
+	$(VENV)/bin/transferkit demo --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_loop.py
-	$(PY) benchmarks/bench_feature_cache.py
+	TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} $(PY) benchmarks/bench_feature_cache.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -116,6 +116,19 @@ def demo(
     run_demo(out, overwrite=overwrite, settings=DemoSettings(shots=shots, seeds=seeds), console=console)
 
 
+@app.command("download-weights")
+def download_weights_(arch: Annotated[str, typer.Argument(help="A torchvision architecture, e.g. resnet18.")]) -> None:
+    """Fetch torchvision's ImageNet weights into the torch cache (the only command that downloads)."""
+    from transferkit.backbones.tv import ARCHS, imagenet_weights_file
+    from transferkit.backbones.weights import download_weights
+    from transferkit.errors import unknown_name
+
+    if arch not in ARCHS:
+        raise unknown_name("architecture", arch, ARCHS)
+    path, url = imagenet_weights_file(arch)
+    console.print(f"Downloaded to {download_weights(url, path)}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (tracebacks with --debug)."""
     try:

@@ -1,0 +1,130 @@
+"""One end-to-end test per CLI command, each in a temporary directory, run as a user would."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import tiny_config
+
+
+def cli(*args, cwd=None):
+    env = os.environ | {"COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "transferkit.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture
+def config_file(tiny_npz, tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tiny_npz)))
+    return path
+
+
+def test_train_eval_predict(config_file, tiny_npz, tmp_path):
+    out = tmp_path / "run"
+    r = cli("train", config_file, "--out", out, "--set", "train.epochs=3")
+    assert r.returncode == 0, r.stderr
+    assert {"config.yaml", "metrics.jsonl", "model.safetensors", "summary.json", "report.html", "checkpoints"} <= set(
+        os.listdir(out))
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 3
+    r = cli("eval", out)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accuracy"] > 0.5
+    r = cli("predict", out, tiny_npz, "--out", tmp_path / "pred.csv")
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "pred.csv").read_text().splitlines()
+    assert lines[0] == "input,prediction,class,confidence" and len(lines) == 121
+
+
+def test_list_commands():
+    for family, expected in [("backbones", "resnet18"), ("strategies", "two_stage"), ("datasets", "mnist_usps")]:
+        r = cli("list", family)
+        assert r.returncode == 0 and expected in r.stdout
+
+
+def test_demo_small(tmp_path):
+    r = cli("demo", "--out", tmp_path / "demo", "--seeds", "1", "--shots", "5")
+    assert r.returncode == 0, r.stderr
+    assert "from scratch" in r.stdout and "two-stage" in r.stdout
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert html.count("data:image/png;base64") == 2
+    rows = json.loads((tmp_path / "demo" / "results.json").read_text())["rows"]
+    assert [r["strategy"] for r in rows] == ["scratch", "feature_extraction", "full", "two_stage"]
+
+
+def _expect_error(result, *fragments):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    for f in fragments:
+        assert f in result.stderr, result.stderr
+
+
+def test_bad_inputs_fail_with_one_sentence(config_file, tiny_npz, tmp_path):
+    cfg = yaml.safe_load(config_file.read_text())
+
+    def write(**changes):
+        c = json.loads(json.dumps(cfg))
+        for key, value in changes.items():
+            section, name = key.split("__")
+            c[section][name] = value
+        p = tmp_path / f"c{len(os.listdir(tmp_path))}.yaml"
+        p.write_text(yaml.safe_dump(c))
+        return p
+
+    _expect_error(cli("train", write(data__dataset=str(tmp_path / "nope.npz"))), "nope.npz' does not exist")
+    _expect_error(cli("train", write(model__backbone="resnet19")), "Did you mean 'resnet18'")
+    _expect_error(cli("train", write(strategy__name="two_stag")), "Did you mean 'two_stage'")
+    _expect_error(cli("train", write(model__num_classes=2)), "label 2 but the head has 2 classes")
+    _expect_error(cli("train", config_file, "--set", "train.epoch=3"), "unknown config key 'train.epoch'")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("data: [\n")
+    _expect_error(cli("train", bad_yaml), "not valid YAML")
+
+
+def test_image_folder_errors_and_weights_mismatch(config_file, tmp_path):
+    root = tmp_path / "imgs"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / c / f"{i}.png")
+    (root / "b" / "x.png").write_bytes(b"garbage")
+    cfg = yaml.safe_load(config_file.read_text())
+    cfg["data"] = {"dataset": str(root), "channels": 1, "val_fraction": 0.0}
+    cfg["model"] = {"backbone": "small_cnn", "backbone_args": {"in_channels": 1}}
+    p = tmp_path / "img.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    _expect_error(cli("train", p), "'b/x.png' is not a readable image")
+    (root / "b" / "x.png").unlink()
+    (root / "c").mkdir()
+    _expect_error(cli("train", p), "class folder 'c' has no images")
+    (root / "c").rmdir()
+    from safetensors.torch import save_file
+    from transferkit.backbones import create_backbone
+
+    save_file(create_backbone("small_cnn", in_channels=3).state_dict(), tmp_path / "w3.safetensors")
+    cfg["model"]["weights"] = str(tmp_path / "w3.safetensors")
+    p.write_text(yaml.safe_dump(cfg))
+    _expect_error(cli("train", p), "does not fit backbone 'small_cnn'", "in the file")
+
+
+def test_existing_run_is_kept_without_overwrite(config_file, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", config_file, "--out", out, "--set", "train.epochs=1").returncode == 0
+    before = (out / "model.safetensors").read_bytes()
+    _expect_error(cli("train", config_file, "--out", out), "already exists; pass --overwrite")
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_nan_loss_exits_cleanly(config_file, tmp_path):
+    out = tmp_path / "run"
+    r = cli("train", config_file, "--out", out, "--set", "train.lr=1e30", "--set", "train.optimizer=sgd")
+    _expect_error(r, "loss became NaN or infinite")
+    r = cli("--debug", "train", config_file, "--out", tmp_path / "run2", "--set", "train.lr=1e30",
+            "--set", "train.optimizer=sgd")
+    assert r.returncode != 0 and "Traceback" in r.stderr
