@@ -5,7 +5,7 @@ a linear head is trained for 20 epochs on Amazon 'kitchen' reviews, once with th
 once recomputing the backbone every batch. Same seed, same head initialisation. Prints a JSON
 line with both times, the speed-up and both test accuracies (target >= 10x, accuracy within 0.5).
 
-    TRANSFERKIT_DATA=../shared/data python benchmarks/bench_feature_cache.py [--train 600]
+    TRANSFERKIT_DATA=../shared/data python benchmarks/bench_feature_cache.py [--train 400]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def run(cache: bool, backbone, train, test, epochs: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--train", type=int, default=600, help="training reviews (stratified)")
+    ap.add_argument("--train", type=int, default=400, help="training reviews (stratified)")
     a = ap.parse_args()
     ds = load_dataset("amazon_reviews:kitchen")
     sp = make_splits(ds.targets, seed=0, test_fraction=0.2, fraction=a.train / (0.8 * len(ds)))

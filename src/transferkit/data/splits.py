@@ -9,6 +9,14 @@ import numpy as np
 from transferkit.errors import TransferkitError
 
 
+def _draw_per_class(y: np.ndarray, pool: np.ndarray | None, seed: int, count) -> np.ndarray:
+    """Sorted indices: ``count(class, available)`` examples of each class in ``pool``, drawn with ``seed``."""
+    pool = np.arange(len(y)) if pool is None else np.asarray(pool)
+    rng = np.random.default_rng(seed)
+    parts = [rng.permutation(idx)[: count(int(c), len(idx))] for c in np.unique(y[pool]) for idx in [pool[y[pool] == c]]]
+    return np.sort(np.concatenate(parts)) if parts else np.array([], dtype=np.int64)
+
+
 def stratified_split(y: np.ndarray, fraction: float, seed: int, pool: np.ndarray | None = None):
     """Split ``pool`` (default: all indices) into (kept, taken) with ``fraction`` of each class taken.
 
@@ -17,18 +25,14 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int, pool: np.ndarray
     """
     if not 0.0 <= fraction < 1.0:
         raise TransferkitError(f"A split fraction must be in [0, 1); got {fraction}.")
+
+    def count(_c: int, n: int) -> int:
+        k = int(round(fraction * n))
+        return max(1, min(k, n - 1)) if fraction > 0 and n > 1 else k
+
     pool = np.arange(len(y)) if pool is None else np.asarray(pool)
-    rng = np.random.default_rng(seed)
-    taken = []
-    for c in np.unique(y[pool]):
-        idx = pool[y[pool] == c]
-        n = int(round(fraction * len(idx)))
-        if fraction > 0 and len(idx) > 1:
-            n = max(1, min(n, len(idx) - 1))
-        taken.append(rng.permutation(idx)[:n])
-    taken = np.sort(np.concatenate(taken)) if taken else np.array([], dtype=np.int64)
-    kept = np.setdiff1d(pool, taken)
-    return kept, taken
+    taken = _draw_per_class(y, pool, seed, count)
+    return np.setdiff1d(pool, taken), taken
 
 
 def k_shot(y: np.ndarray, k: int, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
@@ -39,32 +43,22 @@ def k_shot(y: np.ndarray, k: int, seed: int, pool: np.ndarray | None = None) -> 
     """
     if k < 1:
         raise TransferkitError(f"'shots' must be >= 1; got {k}.")
-    pool = np.arange(len(y)) if pool is None else np.asarray(pool)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in np.unique(y[pool]):
-        idx = pool[y[pool] == c]
-        if len(idx) < k:
+
+    def count(c: int, n: int) -> int:
+        if n < k:
             raise TransferkitError(
-                f"Class {int(c)} has only {len(idx)} examples available for training; lower 'shots' to {len(idx)} or less."
+                f"Class {c} has only {n} examples available for training; lower 'shots' to {n} or less."
             )
-        chosen.append(rng.permutation(idx)[:k])
-    return np.sort(np.concatenate(chosen))
+        return k
+
+    return _draw_per_class(y, pool, seed, count)
 
 
 def label_fraction(y: np.ndarray, fraction: float, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
     """A stratified ``fraction`` of ``pool`` (at least one example per class)."""
     if not 0.0 < fraction <= 1.0:
         raise TransferkitError(f"'label_fraction' must be in (0, 1]; got {fraction}.")
-    pool = np.arange(len(y)) if pool is None else np.asarray(pool)
-    if fraction == 1.0:
-        return np.sort(pool)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in np.unique(y[pool]):
-        idx = pool[y[pool] == c]
-        chosen.append(rng.permutation(idx)[: max(1, int(round(fraction * len(idx))))])
-    return np.sort(np.concatenate(chosen))
+    return _draw_per_class(y, pool, seed, lambda _c, n: max(1, int(round(fraction * n))))
 
 
 @dataclass(frozen=True)
