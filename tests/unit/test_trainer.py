@@ -21,7 +21,7 @@ def _stop_after(n):
     return cb
 
 
-@pytest.mark.parametrize("strategy", ["full", "two_stage"])
+@pytest.mark.parametrize("strategy", ["full", "two_stage", "feature_extraction"])
 def test_resume_after_interrupt_gives_identical_weights(tiny_npz, tmp_path, strategy):
     cfg = tiny_config(tiny_npz) | {"strategy": {"name": strategy}}
     cfg["model"]["backbone_args"]["dropout"] = 0.2  # the random stream must replay too
@@ -85,3 +85,15 @@ def test_loaded_run_predicts_like_the_trained_model(tiny_npz, tmp_path):
     expected = torch.softmax(res.model(torch.as_tensor(x)).logits, -1).detach().numpy()
     assert np.allclose(run.predict(x), expected, atol=1e-6)
     assert (tmp_path / "r" / "report.html").read_text().count("data:image/png;base64") == 1
+
+
+def test_checkpoints_skip_a_frozen_backbone(tiny_npz, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = tiny_config(tiny_npz) | {"strategy": {"name": "feature_extraction"}}
+    train(cfg, out=tmp_path / "fe", progress=False)
+    latest = (tmp_path / "fe" / "checkpoints" / "LATEST").read_text()
+    keys = set(load_file(tmp_path / "fe" / "checkpoints" / latest / "model.safetensors"))
+    assert keys and all(k.startswith("heads.") for k in keys)
+    full = set(load_file(tmp_path / "fe" / "model.safetensors"))  # the final file is complete
+    assert any(k.startswith("backbone.") for k in full)

@@ -2,6 +2,9 @@
 
 Each checkpoint is a folder written under a temporary name and renamed into place; the
 ``LATEST`` pointer is replaced atomically afterwards, so a crash never leaves a torn checkpoint.
+A checkpoint holds only the tensors that training can change (modules with a trainable
+parameter, and the strategy's own state): a frozen backbone is rebuilt from its source weights
+and is not written again every epoch.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from transferkit.errors import TransferkitError
 
 MODEL_FILE = "model.safetensors"
+STRATEGY_FILE = "strategy.safetensors"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -30,31 +34,64 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    """Write ``model``'s weights to ``path`` as safetensors, atomically."""
+    """Write all of ``model``'s weights to ``path`` as safetensors, atomically."""
     tmp = path.with_name(path.name + ".tmp")
     save_model(model, str(tmp))
     os.replace(tmp, path)
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
+def trainable_state_keys(model: nn.Module, trainable: set[int]) -> set[str]:
+    """State-dict keys of every module that owns a parameter in ``trainable`` (its buffers included)."""
+    keys = set()
+    for name, module in model.named_modules():
+        own = dict(module.named_parameters(recurse=False))
+        if any(id(p) in trainable for p in own.values()):
+            prefix = f"{name}." if name else ""
+            keys |= {prefix + k for k in own} | {prefix + k for k, _ in module.named_buffers(recurse=False)}
+    return keys
+
+
+def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    out, storages = {}, set()
+    for k, v in state.items():  # safetensors refuses tensors that share storage: copy repeats
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.detach().clone().contiguous() if ptr in storages else v.detach().contiguous()
+        storages.add(ptr)
+    save_file(out, str(path))
+
+
+def load_weights(model: nn.Module, path: Path, partial: bool = False) -> None:
+    """Load a weights file into ``model``; ``partial`` allows a checkpoint holding a subset of keys."""
     if not path.is_file():
         raise TransferkitError(f"Weights file '{path}' is missing; train the run first or check the path.")
-    missing, unexpected = load_model(model, str(path), strict=False)
-    if missing or unexpected:
-        raise TransferkitError(
-            f"Weights file '{path}' does not fit the model built from its config; re-train the run."
-        )
+    if partial:
+        state = load_file(str(path))
+        own = model.state_dict()
+        ok = all(k in own and own[k].shape == v.shape for k, v in state.items())
+        if ok:
+            model.load_state_dict(state, strict=False)
+            return
+    else:
+        try:
+            missing, unexpected = load_model(model, str(path), strict=False)
+            ok = not missing and not unexpected
+        except RuntimeError:  # shape mismatch
+            ok = False
+    if not ok:
+        raise TransferkitError(f"Weights file '{path}' does not fit the model built from its config; re-train the run.")
 
 
 def save_checkpoint(ckpt_root: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict, keep: set[int]) -> Path:
-    """Write checkpoint ``epoch`` and point ``LATEST`` at it; remove checkpoints not in ``keep``."""
+                    state: dict, keep: set[int], keys: set[str], strategy: nn.Module | None = None) -> Path:
+    """Write checkpoint ``epoch`` (tensors in ``keys``) and point ``LATEST`` at it; prune those not in ``keep``."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"epoch-{epoch:04d}"
     tmp = ckpt_root / f".epoch-{epoch:04d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / MODEL_FILE))
+    _save_tensors({k: v for k, v in model.state_dict().items() if k in keys}, tmp / MODEL_FILE)
+    if strategy is not None and strategy.state_dict():
+        _save_tensors(strategy.state_dict(), tmp / STRATEGY_FILE)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
@@ -74,9 +111,11 @@ def latest_checkpoint(ckpt_root: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
-def read_checkpoint(path: Path, model: nn.Module) -> tuple[dict, dict]:
-    """Load weights into ``model``; return (trainer state, optimizer state dict)."""
-    load_weights(model, path / MODEL_FILE)
+def read_checkpoint(path: Path, model: nn.Module, strategy: nn.Module | None = None) -> tuple[dict, dict]:
+    """Load weights (and strategy state) into place; return (trainer state, optimizer state dict)."""
+    load_weights(model, path / MODEL_FILE, partial=True)
+    if strategy is not None and (path / STRATEGY_FILE).is_file():
+        strategy.load_state_dict(load_file(str(path / STRATEGY_FILE)))
     state = json.loads((path / "state.json").read_text())
     optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
     return state, optim

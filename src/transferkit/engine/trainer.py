@@ -125,6 +125,9 @@ class Trainer:
         model = strategy.prepare_model(model)
         phases = strategy.phases(model, s.epochs, s.lr) or [all_parameters_phase(model, s.epochs, s.lr)]
         state, optim_state, ckpt_root = TrainState(), None, self.run_dir / "checkpoints" if self.run_dir else None
+        ever_trainable = {id(p) for ph in phases for g in ph.groups for p in g["params"]}
+        self._ckpt_keys = ckpt.trainable_state_keys(model, ever_trainable)
+        self._strategy = strategy
         if resume:
             state, optim_state = self._resume(model)
         model.to(acc.device)
@@ -166,7 +169,7 @@ class Trainer:
                     break
             start = end
         if self.run_dir and state.best_epoch is not None and s.restore_best and val is not None and len(val):
-            ckpt.load_weights(plain, ckpt_root / f"epoch-{state.best_epoch - 1:04d}" / ckpt.MODEL_FILE)
+            ckpt.load_weights(plain, ckpt_root / f"epoch-{state.best_epoch - 1:04d}" / ckpt.MODEL_FILE, partial=True)
         strategy.after_task(plain, plain.default_task)
         return state.history
 
@@ -185,8 +188,8 @@ class Trainer:
             with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             keep = {state.best_epoch - 1} if state.best_epoch else set()
-            ckpt.save_checkpoint(self.run_dir / "checkpoints", epoch, model, optimizer,
-                                 state.__dict__, keep)
+            ckpt.save_checkpoint(self.run_dir / "checkpoints", epoch, model, optimizer, state.__dict__, keep,
+                                 self._ckpt_keys, self._strategy)
         for cb in self.callbacks:
             cb(record)
         return s.patience is not None and state.bad_epochs >= s.patience
@@ -203,5 +206,5 @@ class Trainer:
         path = ckpt.latest_checkpoint(self.run_dir / "checkpoints") if self.run_dir else None
         if path is None:
             raise TransferkitError(f"Nothing to resume in '{self.run_dir}': it has no checkpoint; train without --resume.")
-        raw, optim_state = ckpt.read_checkpoint(path, model)
+        raw, optim_state = ckpt.read_checkpoint(path, model, self._strategy)
         return TrainState(**raw), optim_state

@@ -20,6 +20,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+TITLES = {"train/task": "training loss (task)", "val/accuracy": "validation accuracy", "val/loss": "validation loss"}
+
+
 def plot_learning_curves(curves: dict[str, list[dict]], path: Path, keys: tuple[str, ...] = ("train/task", "val/accuracy")) -> Path:
     """One panel per metric key, one line per named run (x = epoch)."""
     keys = tuple(k for k in keys if any(k in r for rows in curves.values() for r in rows))
@@ -30,10 +33,9 @@ def plot_learning_curves(curves: dict[str, list[dict]], path: Path, keys: tuple[
             if pts:
                 ax.plot(*zip(*pts), label=name, marker="." if len(pts) < 30 else None)
         ax.set_xlabel("epoch")
-        ax.set_title(key.replace("train/task", "training loss"))
+        ax.set_title(TITLES.get(key, key))
         ax.grid(alpha=0.3)
-    if keys:
-        axes[0][0].legend(fontsize=8)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -45,7 +47,9 @@ def plot_bars(names: list[str], means: list[float], stds: list[float], path: Pat
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.8))
     bars = ax.bar(names, means, yerr=stds, capsize=4, color=plt.cm.tab10.colors[: len(names)])
     for b, m in zip(bars, means):
-        ax.text(b.get_x() + b.get_width() / 2, m / 2, f"{m:.1f}", ha="center", color="white", fontweight="bold")
+        ax.text(b.get_x() + b.get_width() / 2, m, f"{m:.1f}", ha="center", va="bottom", fontweight="bold")
+    low = min(m - s for m, s in zip(means, stds))
+    ax.set_ylim(max(0.0, low - 10), max(m + s for m, s in zip(means, stds)) + 2)  # zoom on the differences
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
