@@ -108,6 +108,17 @@ class Subset(Dataset):
         return self.base[int(self.indices[i])]
 
 
+def length_order(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
+    """A text dataset re-ordered by text length (so batches need little padding), and the order used.
+
+    Other datasets come back unchanged with the identity order. ``x[argsort(order)]`` undoes it.
+    """
+    if getattr(dataset, "kind", None) != "text":
+        return dataset, np.arange(len(dataset))
+    order = np.argsort([len(dataset[i][0]) for i in range(len(dataset))], kind="stable")
+    return Subset(dataset, order), order
+
+
 def load_npz(path: str | Path) -> ArrayDataset:
     """An ``.npz`` file with arrays ``x`` and ``y`` (loaded without pickle)."""
     path = Path(path)

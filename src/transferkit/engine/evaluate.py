@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from transferkit.data.datasets import length_order
 from transferkit.metrics import accuracy
 from transferkit.model import TransferModel
 
@@ -25,12 +27,14 @@ def predict_logits(model: TransferModel, dataset: Dataset, batch_size: int = 256
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
+    ordered, order = length_order(dataset)
     logits, targets = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for x, y in DataLoader(ordered, batch_size=batch_size, shuffle=False):
         logits.append(model(move(x, device), task=task, precomputed=precomputed).logits.float().cpu())
         targets.append(torch.as_tensor(y))
     model.train(was_training)
-    return torch.cat(logits), torch.cat(targets)
+    inverse = torch.as_tensor(np.argsort(order))
+    return torch.cat(logits)[inverse], torch.cat(targets)[inverse]
 
 
 def evaluate(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from transferkit.data.datasets import ArrayDataset
+from transferkit.data.datasets import ArrayDataset, length_order
 from transferkit.finetune.base import Phase, Strategy, head_only_phase
 from transferkit.model import TransferModel
 
@@ -20,13 +21,16 @@ def extract_features(model: TransferModel, dataset: Dataset, batch_size: int = 2
     was_training = model.backbone.training
     model.backbone.eval()
     device = model.backbone.device
+    ordered, order = length_order(dataset)
     feats, labels = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for x, y in DataLoader(ordered, batch_size=batch_size, shuffle=False):
         x = x.to(device) if isinstance(x, torch.Tensor) else x
         feats.append(model.backbone.features(x).float().cpu())
         labels.append(torch.as_tensor(y))
     model.backbone.train(was_training)
-    return ArrayDataset(torch.cat(feats), torch.cat(labels).numpy(), name=f"{getattr(dataset, 'name', 'data')}:features")
+    inverse = torch.as_tensor(np.argsort(order))
+    return ArrayDataset(torch.cat(feats)[inverse], torch.cat(labels)[inverse].numpy(),
+                        name=f"{getattr(dataset, 'name', 'data')}:features")
 
 
 class FeatureExtraction(Strategy):
