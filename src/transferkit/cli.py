@@ -141,19 +141,17 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("Interrupted.")
         sys.exit(130)
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:  # usage errors (typer's click), then anything unexpected
+        usage = getattr(e, "show", None) and hasattr(e, "exit_code")
+        if usage:
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
+        if type(e).__name__ == "Exit":
+            sys.exit(getattr(e, "exit_code", 0))
         if STATE["debug"]:
             raise
         err_console.print(f"[red]Error:[/] {type(e).__name__}: {e} (run with --debug for the traceback)", highlight=False)
         sys.exit(1)
-
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from transferkit import train
+from transferkit import predict, train
 from transferkit.demo import DemoSettings, run_demo
 
 pytestmark = pytest.mark.slow
@@ -37,3 +37,8 @@ def test_minilm_features_classify_amazon_kitchen(shared_data, tmp_path):
     res = train(cfg, out=tmp_path / "kitchen", progress=False)
     assert res.metrics["test_examples"] == 400
     assert res.metrics["test/accuracy"] >= 0.75, res.metrics
+    reviews = tmp_path / "new.txt"
+    reviews.write_text("This kettle is fantastic, it boils fast and looks great on the counter.\n"
+                       "Terrible blender: it leaked on day one and broke within a week. Returned it.\n")
+    rows = predict(tmp_path / "kitchen", reviews)
+    assert [r["class"] for r in rows] == ["positive", "negative"], rows

@@ -42,6 +42,12 @@ def test_train_eval_predict(config_file, tiny_npz, tmp_path):
     assert lines[0] == "input,prediction,class,confidence" and len(lines) == 121
 
 
+def test_usage_errors_exit_2_without_traceback():
+    for args in (["predict"], ["list", "nope"], ["train"]):
+        r = cli(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and "Usage" in r.stderr, (args, r.stderr)
+
+
 def test_list_commands():
     for family, expected in [("backbones", "resnet18"), ("strategies", "two_stage"), ("datasets", "mnist_usps")]:
         r = cli("list", family)
