@@ -25,7 +25,20 @@ class Backbone(nn.Module):
     def forward(self, x) -> torch.Tensor:
         return self.features(x)
 
+    def stages(self) -> list[nn.Module]:
+        """The backbone's blocks from input to output (what partial fine-tuning and layer-wise
+        learning rates count in). Default: the children that hold parameters, descending into a
+        lone container."""
+        return _param_children(self)
+
     @property
     def device(self) -> torch.device:
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+
+def _param_children(module: nn.Module) -> list[nn.Module]:
+    kids = [m for m in module.children() if any(True for _ in m.parameters())]
+    if len(kids) == 1 and len(list(kids[0].children())) > 1:
+        return _param_children(kids[0])
+    return kids

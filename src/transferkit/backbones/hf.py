@@ -43,6 +43,13 @@ class HFTextEncoder(Backbone):
         self.pooling = pooling
         self.max_length = max_length
 
+    def stages(self) -> list[torch.nn.Module]:
+        enc = self.encoder
+        layers = list(enc.encoder.layer) if hasattr(enc, "encoder") and hasattr(enc.encoder, "layer") else []
+        if not layers:
+            return super().stages()
+        return [enc.embeddings, *layers] + ([enc.pooler] if getattr(enc, "pooler", None) is not None else [])
+
     def features(self, x: list[str]) -> torch.Tensor:
         tok = self.tokenizer(list(x), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         tok = {k: v.to(self.device) for k, v in tok.items()}

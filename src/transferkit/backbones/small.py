@@ -65,3 +65,6 @@ class SmallCNN(Backbone):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.pool(self.blocks(x)))
+
+    def stages(self) -> list[nn.Module]:
+        return [*self.blocks, self.proj]

@@ -56,6 +56,12 @@ class TorchvisionBackbone(Backbone):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def stages(self) -> list[nn.Module]:
+        if hasattr(self.net, "features"):  # VGG, MobileNet, EfficientNet: each feature block, then hidden layers
+            blocks = [*self.net.features, *getattr(self.net, "classifier", [])]
+            return [m for m in blocks if any(True for _ in m.parameters())]
+        return super().stages()
+
 
 def resolve_imagenet(arch: str) -> Path:
     """The cached ImageNet weights for ``arch``, or an error saying how to get them."""

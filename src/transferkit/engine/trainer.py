@@ -63,6 +63,22 @@ def make_optimizer(settings: TrainSettings, groups: list[dict]) -> torch.optim.O
     return torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
+def frozen_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The largest submodules that have parameters, none of them trainable."""
+    out: list[torch.nn.Module] = []
+
+    def visit(m: torch.nn.Module) -> None:
+        params = list(m.parameters())
+        if params and not any(p.requires_grad for p in params):
+            out.append(m)
+        else:
+            for child in m.children():
+                visit(child)
+
+    visit(model)
+    return out
+
+
 def check_labels(dataset: Dataset | None, num_classes: int, what: str) -> None:
     if dataset is None or len(dataset) == 0:
         return
@@ -96,8 +112,8 @@ class Trainer:
     def _train_epoch(self, model, strategy, loader, optimizer, phase: Phase, bar: EpochProgress) -> dict[str, float]:
         acc, sums, steps = self.accelerator, {}, 0
         model.train()
-        for name in phase.frozen:  # frozen parts keep their BatchNorm statistics
-            getattr(model, name).eval()
+        for module in frozen_modules(acc.unwrap_model(model)):  # frozen parts behave as at inference (BatchNorm statistics, dropout)
+            module.eval()
         for x, y in loader:
             batch = strategy.prepare_batch(Batch(x, y, precomputed=phase.precomputed))
             with acc.accumulate(model):
@@ -131,6 +147,7 @@ class Trainer:
         if resume:
             state, optim_state = self._resume(model)
         model.to(acc.device)
+        strategy.to(acc.device)  # its own state (anchors, buffers) lives beside the model
         model = acc.prepare(model)
         plain = acc.unwrap_model(model)
         stop, start = False, 0
@@ -164,7 +181,7 @@ class Trainer:
                 if val_data is not None:
                     record |= evaluate(plain, val_data, s.eval_batch_size, phase.precomputed, prefix="val/")
                 record["seconds"] = round(time.perf_counter() - t0, 4)
-                stop = self._end_epoch(plain, optimizer, state, record, epoch, phase)
+                stop = self._end_epoch(plain, optimizer, state, record, epoch)
                 if stop:
                     break
             start = end
@@ -173,7 +190,7 @@ class Trainer:
         strategy.after_task(plain, plain.default_task)
         return state.history
 
-    def _end_epoch(self, model, optimizer, state: TrainState, record: dict, epoch: int, phase: Phase) -> bool:
+    def _end_epoch(self, model, optimizer, state: TrainState, record: dict, epoch: int) -> bool:
         """Log, track the best epoch, checkpoint; return True to stop early."""
         s = self.s
         state.epoch = epoch

@@ -35,15 +35,15 @@ class Batch:
 class Phase:
     """A stretch of epochs with one set of trainable parameter groups.
 
-    ``groups`` are optimizer parameter groups (``{"params": [...], "lr": float}``);
-    ``frozen`` names top-level submodules of the model kept in eval mode without gradients;
-    ``precomputed`` means the data are cached backbone features.
+    ``groups`` are optimizer parameter groups (``{"params": [...], "lr": float}``); every other
+    parameter is frozen, and any submodule whose parameters are all frozen runs in eval mode
+    (BatchNorm statistics and dropout as at inference). ``precomputed`` means the data are
+    cached backbone features.
     """
 
     name: str
     epochs: int
     groups: list[dict]
-    frozen: tuple[str, ...] = ()
     precomputed: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -53,8 +53,7 @@ def all_parameters_phase(model: nn.Module, epochs: int, lr: float, name: str = "
 
 
 def head_only_phase(model: TransferModel, epochs: int, lr: float, name: str = "head", precomputed: bool = False) -> Phase:
-    return Phase(name, epochs, [{"params": list(model.heads.parameters()), "lr": lr}], frozen=("backbone",),
-                 precomputed=precomputed)
+    return Phase(name, epochs, [{"params": list(model.heads.parameters()), "lr": lr}], precomputed=precomputed)
 
 
 def check_number(owner: str, name: str, value, low: float | None = None, high: float | None = None,
