@@ -195,6 +195,7 @@ def load_run(run_dir: str | Path) -> Run:
     weights = cfg.model.weights if cfg.model.backbone == "hf_text" else None
     model = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})}),
                         cfg.model.num_classes)
+    model = create_strategy(cfg.strategy.name, **cfg.strategy.args).prepare_model(model)  # e.g. LoRA layers
     ckpt.load_weights(model, run_dir / ckpt.MODEL_FILE)
     model.eval()
     return Run(run_dir, cfg, model)

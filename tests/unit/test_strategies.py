@@ -36,7 +36,7 @@ def test_every_strategy_builds_trains_and_round_trips(name, tmp_path):
     from safetensors.torch import load_model, save_model
 
     save_model(model, str(tmp_path / "m.safetensors"))
-    other = tiny_model(seed=1)
+    other = create_strategy(name).prepare_model(tiny_model(seed=1))  # same structure, as load_run builds it
     load_model(other, str(tmp_path / "m.safetensors"))
     x = tiny_data().x[:4]
     model.eval(), other.eval()

@@ -6,6 +6,7 @@ from transferkit.finetune.base import Batch, Compose, Phase, Strategy
 from transferkit.finetune.bss import BSS
 from transferkit.finetune.discriminative import Discriminative
 from transferkit.finetune.l2sp import L2SP
+from transferkit.finetune.lora import LoRA, load_adapter, merge_lora, save_adapter
 from transferkit.finetune.partial import PartialFineTune
 from transferkit.finetune.feature_extraction import FeatureExtraction, extract_features
 from transferkit.finetune.full import FullFineTune
@@ -14,7 +15,8 @@ from transferkit.finetune.two_stage import TwoStage
 from transferkit.registry import Registry
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (FromScratch, FeatureExtraction, FullFineTune, TwoStage, PartialFineTune, Discriminative, L2SP, BSS):
+for _cls in (FromScratch, FeatureExtraction, FullFineTune, TwoStage, PartialFineTune, Discriminative, L2SP, BSS,
+             LoRA):
     STRATEGIES.register(_cls.name)(_cls)
 
 
@@ -39,4 +41,4 @@ def create_strategy(spec: str | list[str], **kwargs) -> Strategy:
 
 __all__ = ["STRATEGIES", "Batch", "Compose", "Phase", "Strategy", "create_strategy", "extract_features",
            "FeatureExtraction", "FullFineTune", "FromScratch", "TwoStage", "PartialFineTune", "Discriminative", "L2SP",
-           "BSS"]
+           "BSS", "LoRA", "merge_lora", "save_adapter", "load_adapter"]
