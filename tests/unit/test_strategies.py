@@ -53,6 +53,8 @@ def test_every_strategy_builds_trains_and_round_trips(name, tmp_path):
     ("discriminative", {"decay": 2.0}, "decay"),
     ("l2sp", {"weight": -1.0}, "weight"),
     ("bss", {"k": 0}, "k"),
+    ("lora", {"r": 0}, "r"),
+    ("adapters", {"reduction": 0}, "reduction"),
 ])
 def test_bad_parameters_are_rejected_by_name(name, kwargs, bad):
     with pytest.raises(TransferkitError, match=f"'{bad}'"):

@@ -21,7 +21,7 @@ def _stop_after(n):
     return cb
 
 
-@pytest.mark.parametrize("strategy", ["full", "two_stage", "feature_extraction", "l2sp", "discriminative", "lora"])
+@pytest.mark.parametrize("strategy", ["full", "two_stage", "feature_extraction", "l2sp", "discriminative", "lora", "adapters"])
 def test_resume_after_interrupt_gives_identical_weights(tiny_npz, tmp_path, strategy):
     cfg = tiny_config(tiny_npz) | {"strategy": {"name": strategy}}
     cfg["model"]["backbone_args"]["dropout"] = 0.2  # the random stream must replay too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from transferkit.finetune.adapters import Adapters
 from transferkit.finetune.base import Batch, Compose, Phase, Strategy
 from transferkit.finetune.bss import BSS
 from transferkit.finetune.discriminative import Discriminative
@@ -16,7 +17,7 @@ from transferkit.registry import Registry
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (FromScratch, FeatureExtraction, FullFineTune, TwoStage, PartialFineTune, Discriminative, L2SP, BSS,
-             LoRA):
+             LoRA, Adapters):
     STRATEGIES.register(_cls.name)(_cls)
 
 
@@ -41,4 +42,4 @@ def create_strategy(spec: str | list[str], **kwargs) -> Strategy:
 
 __all__ = ["STRATEGIES", "Batch", "Compose", "Phase", "Strategy", "create_strategy", "extract_features",
            "FeatureExtraction", "FullFineTune", "FromScratch", "TwoStage", "PartialFineTune", "Discriminative", "L2SP",
-           "BSS", "LoRA", "merge_lora", "save_adapter", "load_adapter"]
+           "BSS", "LoRA", "Adapters", "merge_lora", "save_adapter", "load_adapter"]
