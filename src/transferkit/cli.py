@@ -107,13 +107,20 @@ def demo(
     shots: Annotated[int, typer.Option(help="Labelled USPS images per class.")] = 10,
     seeds: Annotated[int, typer.Option(help="Seeds per strategy.")] = 3,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo directory.")] = False,
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategies to compare.")] =
+        "scratch,feature_extraction,full,two_stage",
 ) -> None:
     """MNIST -> USPS: compare from-scratch, feature extraction, full and two-stage fine-tuning."""
     from transferkit.demo import DemoSettings, run_demo
+    from transferkit.finetune import STRATEGIES
 
     if shots < 1 or seeds < 1:
         raise TransferkitError(f"--shots and --seeds must be >= 1; got shots={shots}, seeds={seeds}.")
-    run_demo(out, overwrite=overwrite, settings=DemoSettings(shots=shots, seeds=seeds), console=console)
+    names = tuple(n.strip() for n in strategies.split(",") if n.strip())
+    for n in names:
+        STRATEGIES.get(n)  # unknown names fail here, with a suggestion, before any training
+    run_demo(out, overwrite=overwrite, settings=DemoSettings(shots=shots, seeds=seeds), strategies=names,
+             console=console)
 
 
 @app.command("download-weights")

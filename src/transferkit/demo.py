@@ -59,7 +59,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, settings: D
     results: dict[str, list[dict]] = {name: [] for name in strategies}
     for name in strategies:
         for seed in range(s.seeds):
-            console.print(f"[bold]Target[/]: USPS, {s.shots} labels/class, {LABELS[name]}, seed {seed}")
+            console.print(f"[bold]Target[/]: USPS, {s.shots} labels/class, {LABELS.get(name, name)}, seed {seed}")
             res = train(target_config(s, name, seed, weights), out=out / f"{name}-seed{seed}")
             results[name].append(res.metrics | {"run": str(res.run_dir)})
     rows = summarise(results)
@@ -92,13 +92,13 @@ def print_table(rows: list[dict], s: DemoSettings, console: Console) -> None:
 
 
 def write_demo_report(out: Path, rows: list[dict], results: dict[str, list[dict]], s: DemoSettings) -> Path:
-    bars = plot_bars([LABELS[r["strategy"]].replace(" ", "\n", 1) for r in rows], [r["accuracy_mean"] for r in rows],
+    bars = plot_bars([LABELS.get(r["strategy"], r["strategy"]).replace(" ", "\n", 1) for r in rows], [r["accuracy_mean"] for r in rows],
                      [r["accuracy_std"] for r in rows], out / "accuracy_by_strategy.png", "USPS test accuracy (%)",
                      f"MNIST -> USPS, {s.shots} labels/class (mean ± std, {s.seeds} seeds)")
-    curves = {LABELS[n]: read_metrics(Path(runs[0]["run"])) for n, runs in results.items()}
+    curves = {LABELS.get(n, n): read_metrics(Path(runs[0]["run"])) for n, runs in results.items()}
     curves["source (MNIST)"] = read_metrics(out / "source")
     lc = plot_learning_curves(curves, out / "learning_curves.png")
-    table = [[LABELS[r["strategy"]], f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
+    table = [[LABELS.get(r["strategy"], r["strategy"]), f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
               f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.1f}"] for r in rows]
     return write_html(out / "report.html", "transferkit demo: MNIST -> USPS",
                       f"A small CNN pretrained on 2,000 MNIST digits is transferred to USPS using {s.shots} labelled "
