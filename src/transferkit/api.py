@@ -22,7 +22,7 @@ from transferkit.engine import checkpoint as ckpt
 from transferkit.engine.evaluate import evaluate, predict_logits
 from transferkit.engine.trainer import Trainer, check_labels
 from transferkit.errors import TransferkitError
-from transferkit.finetune import Strategy, create_strategy
+from transferkit.finetune import STRATEGIES, Strategy, create_strategy
 from transferkit.heads import create_head
 from transferkit.model import TransferModel
 from transferkit.report import run_report
@@ -195,7 +195,8 @@ def load_run(run_dir: str | Path) -> Run:
     weights = cfg.model.weights if cfg.model.backbone == "hf_text" else None
     model = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})}),
                         cfg.model.num_classes)
-    model = create_strategy(cfg.strategy.name, **cfg.strategy.args).prepare_model(model)  # e.g. LoRA layers
+    if any(STRATEGIES.get(n.strip()).changes_structure for n in cfg.strategy.name.split("+")):
+        model = create_strategy(cfg.strategy.name, **cfg.strategy.args).prepare_model(model)  # e.g. LoRA layers
     ckpt.load_weights(model, run_dir / ckpt.MODEL_FILE)
     model.eval()
     return Run(run_dir, cfg, model)

@@ -27,16 +27,27 @@ def settings(**kw):
     return TrainSettings(**({"epochs": 2, "batch_size": 8, "lr": 0.01, "device": "cpu"} | kw))
 
 
+# Strategies that cannot have a default for some argument, and what the contract test gives them.
+REQUIRED = {"kd": lambda: {"teacher": tiny_model(seed=5)}}
+
+
+def test_required_arguments_are_named_when_missing():
+    for name in REQUIRED:
+        with pytest.raises(TransferkitError, match="required"):
+            create_strategy(name)
+
+
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_strategy_builds_trains_and_round_trips(name, tmp_path):
-    strategy = create_strategy(name)
+    args = REQUIRED.get(name, dict)()
+    strategy = create_strategy(name, **args)
     model = tiny_model()
     history = Trainer(settings(), tmp_path, progress=False).fit(model, strategy, tiny_data(), tiny_data(9))
     assert len(history) == 2 and all(np.isfinite(r["train/task"]) for r in history)
     from safetensors.torch import load_model, save_model
 
     save_model(model, str(tmp_path / "m.safetensors"))
-    other = create_strategy(name).prepare_model(tiny_model(seed=1))  # same structure, as load_run builds it
+    other = create_strategy(name, **args).prepare_model(tiny_model(seed=1))  # same structure, as load_run builds it
     load_model(other, str(tmp_path / "m.safetensors"))
     x = tiny_data().x[:4]
     model.eval(), other.eval()
@@ -55,6 +66,7 @@ def test_every_strategy_builds_trains_and_round_trips(name, tmp_path):
     ("bss", {"k": 0}, "k"),
     ("lora", {"r": 0}, "r"),
     ("adapters", {"reduction": 0}, "reduction"),
+    ("kd", {"temperature": 0}, "temperature"),
 ])
 def test_bad_parameters_are_rejected_by_name(name, kwargs, bad):
     with pytest.raises(TransferkitError, match=f"'{bad}'"):

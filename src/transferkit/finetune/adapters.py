@@ -59,6 +59,7 @@ class Adapters(Strategy):
     """
 
     name = "adapters"
+    changes_structure = True
 
     def __init__(self, reduction: int = 8, stages: int = 2) -> None:
         super().__init__()

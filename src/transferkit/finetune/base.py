@@ -75,6 +75,7 @@ class Strategy(nn.Module):
     """Base strategy: trains every parameter at the base rate and adds no loss terms."""
 
     name = "full"
+    changes_structure = False  # True when prepare_model adds layers (load_run then replays it)
 
     def prepare_model(self, model: TransferModel) -> TransferModel:
         return model

@@ -33,3 +33,17 @@ def layerwise_lrs(n_stages: int, lr: float, decay: float) -> list[float]:
     before ``lr * decay**2``, and so on (the head keeps ``lr``; Howard & Ruder, 2018, ULMFiT).
     """
     return [lr * decay ** (n_stages - i) for i in range(n_stages)]
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+    """Hinton et al. (2015) distillation loss: ``T^2 * KL(softmax(t/T) || softmax(s/T))``, batch mean.
+
+    The ``T^2`` factor keeps gradient sizes comparable across temperatures.
+
+    Shape:
+        student_logits, teacher_logits: ``[B, C]``; returns a scalar.
+    """
+    t = temperature
+    log_p_s = torch.log_softmax(student_logits / t, dim=-1)
+    log_p_t = torch.log_softmax(teacher_logits.detach() / t, dim=-1)
+    return (t * t) * torch.sum(log_p_t.exp() * (log_p_t - log_p_s), dim=-1).mean()

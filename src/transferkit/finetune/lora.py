@@ -39,6 +39,7 @@ class LoRA(Strategy):
     """
 
     name = "lora"
+    changes_structure = True
 
     def __init__(self, r: int = 4, alpha: float = 8.0, dropout: float = 0.0,
                  target_modules: list[str] | None = None) -> None:
