@@ -136,6 +136,25 @@ def download_weights_(arch: Annotated[str, typer.Argument(help="A torchvision ar
     console.print(f"Downloaded to {download_weights(url, path)}")
 
 
+@app.command("compare")
+def compare_(
+    config: Annotated[Path, typer.Argument(help="YAML config of the target task and source model.")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategies; from-scratch is always added.")] = "full",
+    shots: Annotated[str, typer.Option(help="Labelled examples per class, e.g. 1,5,10,all.")] = "10",
+    seeds: Annotated[int, typer.Option(help="Seeds per strategy and shot count.")] = 3,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: train.epochs=5.")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for all runs and the report.")] = Path("runs/compare"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing directory.")] = False,
+) -> None:
+    """Every strategy x label budget x seed, with from-scratch; one report with a negative-transfer flag."""
+    from transferkit.compare import compare, parse_shots
+    from transferkit.config import load_config
+
+    cfg = load_config(config, set_ or [])
+    compare(cfg, [s.strip() for s in strategies.split(",") if s.strip()], parse_shots(shots), seeds, out,
+            overwrite=overwrite, console=console, title=f"transferkit compare: {cfg.name or config.stem}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (tracebacks with --debug)."""
     try:

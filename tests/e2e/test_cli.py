@@ -134,3 +134,17 @@ def test_nan_loss_exits_cleanly(config_file, tmp_path):
     r = cli("--debug", "train", config_file, "--out", tmp_path / "run2", "--set", "train.lr=1e30",
             "--set", "train.optimizer=sgd")
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_compare_writes_one_report(config_file, tmp_path):
+    out = tmp_path / "cmp"
+    r = cli("compare", config_file, "--strategies", "full,feature_extraction", "--shots", "3,all", "--seeds", "2",
+            "--set", "train.epochs=2", "--out", out)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {(x["strategy"], x["shots"]) for x in rows} == {(s, k) for s in ("scratch", "full", "feature_extraction")
+                                                            for k in (3, "all")}
+    assert all(x["seeds"] == 2 and isinstance(x["negative_transfer"], bool) for x in rows)
+    assert (out / "results.csv").read_text().startswith("strategy,shots,accuracy_mean")
+    assert (out / "report.html").read_text().count("data:image/png;base64") == 3  # bars, data efficiency, curves
+    _expect_error(cli("compare", config_file, "--strategies", "ful", "--out", tmp_path / "c2"), "Did you mean 'full'")

@@ -42,6 +42,29 @@ def plot_learning_curves(curves: dict[str, list[dict]], path: Path, keys: tuple[
     return path
 
 
+def plot_curves(curves: dict[str, list[tuple]], path: Path, xlabel: str, ylabel: str) -> Path:
+    """One line with a ±std band per name; x values may include "all" (plotted last)."""
+    xs = sorted({x for pts in curves.values() for x, *_ in pts}, key=lambda v: (isinstance(v, str), v))
+    pos = {x: i for i, x in enumerate(xs)}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, pts in curves.items():
+        pts = sorted(pts, key=lambda p: pos[p[0]])
+        x = [pos[p[0]] for p in pts]
+        m = [p[1] for p in pts]
+        s = [p[2] for p in pts]
+        ax.plot(x, m, marker="o", label=name)
+        ax.fill_between(x, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], alpha=0.15)
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_bars(names: list[str], means: list[float], stds: list[float], path: Path, ylabel: str, title: str) -> Path:
     """Bar chart with error bars (mean ± std), the value printed on each bar."""
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.8))

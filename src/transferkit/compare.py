@@ -1,0 +1,152 @@
+"""Compare strategies x label budgets x seeds on one config; one report with a negative-transfer flag."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from transferkit.api import prepare_run_dir, train
+from transferkit.config import RunConfig, parse_config
+from transferkit.errors import TransferkitError
+from transferkit.finetune import STRATEGIES
+from transferkit.metrics import mean_std
+from transferkit.report import plot_bars, plot_curves, plot_learning_curves, read_metrics, write_html
+
+BASELINE = "scratch"
+LABELS = {"scratch": "from scratch", "feature_extraction": "feature extraction (cached)", "full": "full fine-tuning",
+          "two_stage": "two-stage fine-tuning"}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def parse_shots(text: str) -> list[int | None]:
+    """``"1,5,all"`` -> ``[1, 5, None]`` (None: every training example)."""
+    out: list[int | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part == "all":
+            out.append(None)
+        elif part.isdigit() and int(part) >= 1:
+            out.append(int(part))
+        else:
+            raise TransferkitError(f"--shots takes whole numbers >= 1 or 'all', comma-separated; got '{part}'.")
+    if not out:
+        raise TransferkitError("--shots is empty; give e.g. --shots 1,5,10,all.")
+    return out
+
+
+def negative_transfer(transfer: list[float], scratch: list[float]) -> bool:
+    """True when the transfer mean is not above the from-scratch mean by more than one standard
+    error of the difference (``sqrt(s_t^2/n_t + s_s^2/n_s)``): no gain beyond seed noise."""
+    mt, st = mean_std(transfer)
+    ms, ss = mean_std(scratch)
+    return mt - ms <= math.sqrt(st**2 / len(transfer) + ss**2 / len(scratch))
+
+
+def compare(base: RunConfig | dict, strategies: list[str], shots: list[int | None], seeds: int,
+            out: str | Path, overwrite: bool = False, console: Console | None = None,
+            title: str = "transferkit compare", intro: str = "", new_dir: bool = True,
+            extra_curves: dict[str, list[dict]] | None = None) -> list[dict]:
+    """Train every strategy (plus the from-scratch baseline) at every label budget and seed.
+
+    Writes ``results.json``, ``results.csv`` and ``report.html`` in ``out`` and returns the rows.
+    ``new_dir=False`` writes into an ``out`` that the caller has prepared (the demo's source run is there).
+
+    Example:
+        >>> compare({"data": {"dataset": "mnist_usps:usps", "test_fraction": "rest", "val_fraction": 0}},
+        ...         ["full", "lora"], shots=[1, 5, 10], seeds=3, out="runs/compare")
+    """
+    console = console or Console()
+    cfg = base if isinstance(base, RunConfig) else parse_config(base)
+    for name in strategies:
+        STRATEGIES.get(name)
+    if seeds < 1:
+        raise TransferkitError(f"--seeds must be >= 1; got {seeds}.")
+    names = [BASELINE] + [s for s in dict.fromkeys(strategies) if s != BASELINE]
+    out = Path(out)
+    if new_dir:
+        prepare_run_dir(out, overwrite, resume=False)
+    runs: dict[tuple[str, int | None], list[dict]] = {}
+    for k in shots:
+        for name in names:
+            for seed in range(seeds):
+                tag = f"{name}/k{k or 'all'}/seed{seed}"
+                console.print(f"[bold]{tag}[/]: {label(name)}, {k or 'all'} labels per class, seed {seed}")
+                run_cfg = cfg.model_dump(mode="json")
+                run_cfg["name"] = tag.replace("/", "-")
+                run_cfg["data"] |= {"shots": k, "seed": seed}
+                run_cfg["train"]["seed"] = seed
+                run_cfg["strategy"] = {"name": name, "args": cfg.strategy.args if name == cfg.strategy.name else {}}
+                res = train(run_cfg, out=out / tag)
+                runs.setdefault((name, k), []).append(res.metrics | {"run": str(res.run_dir)})
+    rows = summarise(runs)
+    (out / "results.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "rows": rows}, indent=2))
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print_table(rows, console, title)
+    write_report(out, rows, runs, title, intro, extra_curves or {})
+    console.print(f"Report: {out / 'report.html'}")
+    return rows
+
+
+def summarise(runs: dict[tuple[str, int | None], list[dict]]) -> list[dict]:
+    rows = []
+    for (name, k), results in runs.items():
+        accs = [100 * r["test/accuracy"] for r in results]
+        m, sd = mean_std(accs)
+        base = [100 * r["test/accuracy"] for r in runs.get((BASELINE, k), [])]
+        rows.append({"strategy": name, "shots": k if k is not None else "all", "accuracy_mean": m, "accuracy_std": sd,
+                     "vs_scratch": m - mean_std(base)[0] if base else float("nan"),
+                     "negative_transfer": bool(base) and name != BASELINE and negative_transfer(accs, base),
+                     "trainable_parameters": results[0]["trainable_parameters"],
+                     "train_seconds": sum(r["train_seconds"] for r in results) / len(results),
+                     "train_examples": results[0]["train_examples"], "test_examples": results[0].get("test_examples"),
+                     "seeds": len(results)})
+    return rows
+
+
+def print_table(rows: list[dict], console: Console, title: str) -> None:
+    table = Table(title=title)
+    for col in ("strategy", "labels/class", "test accuracy (%)", "vs scratch", "trainable params", "train s"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in rows:
+        flag = " [red]negative transfer[/]" if r["negative_transfer"] else ""
+        vs = "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}{flag}"
+        table.add_row(label(r["strategy"]), str(r["shots"]), f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}", vs,
+                      f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.1f}")
+    console.print(table)
+
+
+def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str,
+                 extra_curves: dict[str, list[dict]]) -> Path:
+    shots = list(dict.fromkeys(r["shots"] for r in rows))
+    last = [r for r in rows if r["shots"] == shots[-1]]
+    images = [("Accuracy by strategy", plot_bars(
+        [label(r["strategy"]).replace(" ", "\n", 1) for r in last], [r["accuracy_mean"] for r in last],
+        [r["accuracy_std"] for r in last], out / "accuracy_by_strategy.png", "test accuracy (%)",
+        f"{shots[-1]} labels per class (mean ± std, {last[0]['seeds']} seeds)"))]
+    if len(shots) > 1:
+        curves = {label(n): [(r["shots"], r["accuracy_mean"], r["accuracy_std"]) for r in rows if r["strategy"] == n]
+                  for n in dict.fromkeys(r["strategy"] for r in rows)}
+        images.append(("Data efficiency", plot_curves(curves, out / "data_efficiency.png", "labelled examples per class",
+                                                       "test accuracy (%)")))
+    k_last = None if shots[-1] == "all" else shots[-1]
+    lc = {label(n): read_metrics(Path(res[0]["run"])) for (n, k), res in runs.items() if k == k_last} | extra_curves
+    images.append(("Learning curves (seed 0)", plot_learning_curves(lc, out / "learning_curves.png")))
+    table = [[label(r["strategy"]), r["shots"], f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
+              "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}",
+              "yes" if r["negative_transfer"] else "", f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.1f}"]
+             for r in rows]
+    note = ("Negative transfer: the strategy's mean is not above from-scratch by more than one standard error of "
+            "the difference. The same numbers are in results.csv and results.json.")
+    return write_html(out / "report.html", title, f"{intro} {note}".strip(),
+                      [("Results", ["strategy", "labels/class", "test accuracy (%)", "vs scratch (points)",
+                                    "negative transfer", "trainable parameters", "train seconds"], table)], images)
