@@ -16,6 +16,7 @@ from transferkit.errors import TransferkitError
 from transferkit.finetune import STRATEGIES
 from transferkit.metrics import mean_std
 from transferkit.report import plot_bars, plot_curves, plot_learning_curves, read_metrics, write_html
+from transferkit.report.transfer import plot_what_transferred, what_transferred
 
 BASELINE = "scratch"
 LABELS = {"scratch": "from scratch", "feature_extraction": "feature extraction (cached)", "full": "full fine-tuning",
@@ -125,6 +126,33 @@ def print_table(rows: list[dict], console: Console, title: str) -> None:
     console.print(table)
 
 
+def transfer_analysis(runs: dict, k: int | None, probe_size: int = 256) -> dict[str, list[dict]]:
+    """Per transfer strategy (seed 0 at label budget ``k``): ``what_transferred`` against the source
+    weights, on a probe batch of the run's test data. Empty when the runs start from random weights."""
+    from torch.utils.data import DataLoader
+
+    from transferkit.api import build_data, load_run
+    from transferkit.backbones import create_backbone
+
+    out: dict[str, list[dict]] = {}
+    source = probe = None
+    for (name, kk), results in runs.items():
+        if kk != k or name == BASELINE:
+            continue
+        run = load_run(results[0]["run"])
+        m = run.cfg.model
+        if m.weights is None:
+            return {}
+        if source is None:
+            source = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
+            _, _, test = build_data(run.cfg)
+            probe = next(iter(DataLoader(test, batch_size=probe_size, shuffle=False)))[0] if test is not None else None
+        if probe is None:
+            return {}
+        out[label(name)] = what_transferred(source, run.model.backbone, probe)
+    return out
+
+
 def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str,
                  extra_curves: dict[str, list[dict]]) -> Path:
     shots = list(dict.fromkeys(r["shots"] for r in rows))
@@ -141,6 +169,11 @@ def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str
     k_last = None if shots[-1] == "all" else shots[-1]
     lc = {label(n): read_metrics(Path(res[0]["run"])) for (n, k), res in runs.items() if k == k_last} | extra_curves
     images.append(("Learning curves (seed 0)", plot_learning_curves(lc, out / "learning_curves.png")))
+    transferred = transfer_analysis(runs, k_last)
+    if transferred:
+        (out / "what_transferred.json").write_text(json.dumps(transferred, indent=2))
+        images.append(("What transferred (seed 0): per backbone stage, weight change and feature similarity to the "
+                       "source", plot_what_transferred(transferred, out / "what_transferred.png")))
     table = [[label(r["strategy"]), r["shots"], f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
               "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}",
               "yes" if r["negative_transfer"] else "", f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.1f}"]

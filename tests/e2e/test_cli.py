@@ -59,7 +59,10 @@ def test_demo_small(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "from scratch" in r.stdout and "two-stage" in r.stdout
     html = (tmp_path / "demo" / "report.html").read_text()
-    assert html.count("data:image/png;base64") == 2
+    assert html.count("data:image/png;base64") == 3 and "What transferred" in html
+    transferred = json.loads((tmp_path / "demo" / "what_transferred.json").read_text())
+    fe = transferred["feature extraction (cached)"]
+    assert all(r["weight_change"] == 0.0 and abs(r["cka"] - 1) < 1e-6 for r in fe)  # frozen: nothing moved
     rows = json.loads((tmp_path / "demo" / "results.json").read_text())["rows"]
     assert [r["strategy"] for r in rows] == ["scratch", "feature_extraction", "full", "two_stage"]
 

@@ -21,3 +21,23 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     arr = np.asarray(values, dtype=float)
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear centred kernel alignment between two representations of the same examples
+    (Kornblith et al., 2019): 1 for representations equal up to rotation and scale, 0 for unrelated.
+
+    Shape:
+        x: ``[N, D1]``; y: ``[N, D2]``.
+    """
+    x = x.double() - x.double().mean(0, keepdim=True)
+    y = y.double() - y.double().mean(0, keepdim=True)
+    num = torch.linalg.matrix_norm(y.T @ x) ** 2
+    den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+    return float(num / den) if den > 0 else float("nan")
+
+
+def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
+    """``||new - old|| / ||old||`` (0 for an unchanged tensor)."""
+    denom = float(old.double().norm())
+    return float((new.double() - old.double()).norm()) / denom if denom > 0 else float((new.double() - old.double()).norm())
