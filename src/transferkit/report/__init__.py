@@ -13,6 +13,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write as PNG, free the figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
@@ -21,6 +29,13 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 TITLES = {"train/task": "training loss (task)", "val/accuracy": "validation accuracy", "val/loss": "validation loss"}
+
+
+def _style(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None) -> None:
+    ax.set(**{k: v for k, v in (("xlabel", xlabel), ("ylabel", ylabel), ("title", title)) if v})
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
 
 def plot_learning_curves(curves: dict[str, list[dict]], path: Path, keys: tuple[str, ...] = ("train/task", "val/accuracy")) -> Path:
@@ -32,14 +47,8 @@ def plot_learning_curves(curves: dict[str, list[dict]], path: Path, keys: tuple[
             pts = [(r["epoch"], r[key]) for r in rows if key in r]
             if pts:
                 ax.plot(*zip(*pts), label=name, marker="." if len(pts) < 30 else None)
-        ax.set_xlabel("epoch")
-        ax.set_title(TITLES.get(key, key))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        _style(ax, "epoch", None, TITLES.get(key, key))
+    return save_figure(fig, path)
 
 
 def plot_curves(curves: dict[str, list[tuple]], path: Path, xlabel: str, ylabel: str) -> Path:
@@ -55,14 +64,8 @@ def plot_curves(curves: dict[str, list[tuple]], path: Path, xlabel: str, ylabel:
         ax.plot(x, m, marker="o", label=name)
         ax.fill_between(x, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], alpha=0.15)
     ax.set_xticks(range(len(xs)), [str(x) for x in xs])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _style(ax, xlabel, ylabel)
+    return save_figure(fig, path)
 
 
 def plot_bars(names: list[str], means: list[float], stds: list[float], path: Path, ylabel: str, title: str) -> Path:
@@ -76,10 +79,7 @@ def plot_bars(names: list[str], means: list[float], stds: list[float], path: Pat
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _table(headers: list[str], rows: list[list]) -> str:

@@ -50,7 +50,7 @@ def what_transferred(source: nn.Module, tuned: nn.Module, probe) -> list[dict]:
 
 def plot_what_transferred(per_strategy: dict[str, list[dict]], path: Path) -> Path:
     """Two panels (relative weight change, CKA to the source), one line per strategy, x = stage."""
-    from transferkit.report import plt
+    from transferkit.report import _style, plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for name, rows in per_strategy.items():
@@ -60,14 +60,9 @@ def plot_what_transferred(per_strategy: dict[str, list[dict]], path: Path) -> Pa
     first = next(iter(per_strategy.values()), [])
     for ax, title in zip(axes, ("relative weight change from the source", "linear CKA to the source features")):
         ax.set_xticks(range(len(first)), [r["stage"] for r in first], rotation=30, ha="right", fontsize=7)
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _style(ax, title=title)
     axes[1].set_ylim(0, 1.05)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = ["what_transferred", "plot_what_transferred", "relative_change"]
