@@ -27,7 +27,7 @@ def test_torchvision_backbones_follow_the_contract(name):
 
 
 def test_every_registered_name_is_listed():
-    assert set(ARCHS) | {"mlp", "small_cnn", "hf_text"} == set(list_backbones())
+    assert set(ARCHS) | {"mlp", "small_cnn", "hf_text", "fusion"} == set(list_backbones())
     assert list_backbones("res*") == ["resnet18", "resnet50"]
 
 

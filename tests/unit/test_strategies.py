@@ -31,6 +31,17 @@ def settings(**kw):
 REQUIRED = {"kd": lambda: {"teacher": tiny_model(seed=5)}}
 
 
+def fusion_model(seed=0):
+    torch.manual_seed(seed)
+    from transferkit.backbones import FusionBackbone
+
+    srcs = [create_backbone("small_cnn", in_channels=1, width=4, num_features=n) for n in (8, 6)]
+    return TransferModel(FusionBackbone(srcs), create_head("linear", 8, 3))
+
+
+MODELS = {"fusion": fusion_model}  # strategies that need a particular backbone
+
+
 def test_required_arguments_are_named_when_missing():
     for name in REQUIRED:
         with pytest.raises(TransferkitError, match="required"):
@@ -41,13 +52,13 @@ def test_required_arguments_are_named_when_missing():
 def test_every_strategy_builds_trains_and_round_trips(name, tmp_path):
     args = REQUIRED.get(name, dict)()
     strategy = create_strategy(name, **args)
-    model = tiny_model()
+    model = MODELS.get(name, tiny_model)()
     history = Trainer(settings(), tmp_path, progress=False).fit(model, strategy, tiny_data(), tiny_data(9))
     assert len(history) == 2 and all(np.isfinite(r["train/task"]) for r in history)
     from safetensors.torch import load_model, save_model
 
     save_model(model, str(tmp_path / "m.safetensors"))
-    other = create_strategy(name, **args).prepare_model(tiny_model(seed=1))  # same structure, as load_run builds it
+    other = create_strategy(name, **args).prepare_model(MODELS.get(name, tiny_model)(seed=1))  # same structure, as load_run builds it
     load_model(other, str(tmp_path / "m.safetensors"))
     x = tiny_data().x[:4]
     model.eval(), other.eval()

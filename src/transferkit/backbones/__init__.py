@@ -11,6 +11,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from transferkit.backbones.base import Backbone
+from transferkit.backbones.fusion import FusionBackbone
 from transferkit.backbones.hf import HFTextEncoder, minilm_path
 from transferkit.backbones.small import MLP, SmallCNN
 from transferkit.backbones.timm_nets import TimmBackbone
@@ -34,6 +35,22 @@ def _hf_text(path: str | Path | None = None, pooling: str = "mean", max_length: 
 
 
 BACKBONES.register("hf_text")(_hf_text)
+
+
+def _fusion(sources: list[dict] | None = None, dim: int | None = None) -> FusionBackbone:
+    """Several source backbones mixed with learned weights (sources: [{backbone, weights, args}, ...])."""
+    if not sources or not isinstance(sources, list):
+        raise TransferkitError("fusion: 'sources' must be a list like [{backbone: small_cnn, weights: a.safetensors}, ...].")
+    built = []
+    for i, spec in enumerate(sources):
+        if not isinstance(spec, dict) or "backbone" not in spec or set(spec) - {"backbone", "weights", "args"}:
+            raise TransferkitError(f"fusion: source {i} must be a mapping with 'backbone' and optional 'weights', "
+                                   f"'args'; got {spec!r}.")
+        built.append(create_backbone(spec["backbone"], weights=spec.get("weights"), **spec.get("args", {})))
+    return FusionBackbone(built, dim=dim)
+
+
+BACKBONES.register("fusion")(_fusion)
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
@@ -73,4 +90,4 @@ def create_backbone(name: str, weights: str | Path | None = None, **kwargs) -> B
     return backbone
 
 
-__all__ = ["BACKBONES", "Backbone", "create_backbone", "list_backbones", "download_weights", "read_state_dict", "load_into"]
+__all__ = ["BACKBONES", "Backbone", "FusionBackbone", "create_backbone", "list_backbones", "download_weights", "read_state_dict", "load_into"]
