@@ -24,7 +24,7 @@ def test_student_moves_towards_the_teacher():
     teacher = tiny_model(seed=7).eval()
     student = tiny_model(seed=1)
     x = tiny_data().x
-    gap = lambda: float(kd_loss(student.eval()(x).logits, teacher(x).logits, 2.0))  # noqa: E731
+    gap = lambda: float(kd_loss(student.eval()(x).logits, teacher(x).logits, 2.0).detach())  # noqa: E731
     before = gap()
     Trainer(settings(epochs=5, lr=0.01), progress=False).fit(student, KD(teacher, temperature=2.0, weight=5.0), tiny_data())
     assert gap() < before

@@ -28,7 +28,7 @@ def settings(**kw):
 
 
 # Strategies that cannot have a default for some argument, and what the contract test gives them.
-REQUIRED = {"kd": lambda: {"teacher": tiny_model(seed=5)}}
+REQUIRED = {"kd": lambda: {"teacher": tiny_model(seed=5)}, "joint": lambda: {"source": tiny_data(12)}}
 
 
 def fusion_model(seed=0):
@@ -78,6 +78,8 @@ def test_every_strategy_builds_trains_and_round_trips(name, tmp_path):
     ("lora", {"r": 0}, "r"),
     ("adapters", {"reduction": 0}, "reduction"),
     ("kd", {"temperature": 0}, "temperature"),
+    ("joint", {"source": "mnist_usps:mnist", "weight": 1.0}, "weight"),
+    ("joint", {"source": "mnist_usps:mnist", "ramp_steps": -1}, "ramp_steps"),
 ])
 def test_bad_parameters_are_rejected_by_name(name, kwargs, bad):
     with pytest.raises(TransferkitError, match=f"'{bad}'"):

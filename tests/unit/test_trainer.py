@@ -21,9 +21,11 @@ def _stop_after(n):
     return cb
 
 
-@pytest.mark.parametrize("strategy", ["full", "two_stage", "feature_extraction", "l2sp", "discriminative", "lora", "adapters"])
+@pytest.mark.parametrize("strategy", ["full", "two_stage", "feature_extraction", "l2sp", "discriminative", "lora", "adapters",
+                                      "joint"])
 def test_resume_after_interrupt_gives_identical_weights(tiny_npz, tmp_path, strategy):
-    cfg = tiny_config(tiny_npz) | {"strategy": {"name": strategy}}
+    args = {"source": str(tiny_npz), "weight": 0.3, "weight_end": 0.6, "ramp_steps": 10} if strategy == "joint" else {}
+    cfg = tiny_config(tiny_npz) | {"strategy": {"name": strategy, "args": args}}
     cfg["model"]["backbone_args"]["dropout"] = 0.2  # the random stream must replay too
     full = train(cfg, out=tmp_path / "full", progress=False)
     with pytest.raises(Interrupt):

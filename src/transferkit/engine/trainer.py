@@ -119,7 +119,8 @@ class Trainer:
             with acc.accumulate(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
                 terms = {"task": F.cross_entropy(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
-                loss = sum(terms.values())
+                # the task loss is weighted by the strategy (joint training); strategy terms carry their own weight
+                loss = strategy.task_weight() * terms["task"] + sum(v for k, v in terms.items() if k != "task")
                 acc.backward(loss)
                 if self.s.max_grad_norm and acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), self.s.max_grad_norm)

@@ -7,6 +7,7 @@ from transferkit.finetune.base import Batch, Compose, Phase, Strategy
 from transferkit.finetune.bss import BSS
 from transferkit.finetune.discriminative import Discriminative
 from transferkit.finetune.fusion import Fusion
+from transferkit.finetune.joint import Joint
 from transferkit.finetune.kd import KD
 from transferkit.finetune.l2sp import L2SP
 from transferkit.finetune.lora import LoRA, load_adapter, merge_lora, save_adapter
@@ -19,7 +20,7 @@ from transferkit.registry import Registry
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (FromScratch, FeatureExtraction, FullFineTune, TwoStage, PartialFineTune, Discriminative, L2SP, BSS,
-             LoRA, Adapters, KD, Fusion):
+             LoRA, Adapters, KD, Fusion, Joint):
     STRATEGIES.register(_cls.name)(_cls)
 
 
@@ -44,4 +45,4 @@ def create_strategy(spec: str | list[str], **kwargs) -> Strategy:
 
 __all__ = ["STRATEGIES", "Batch", "Compose", "Phase", "Strategy", "create_strategy", "extract_features",
            "FeatureExtraction", "FullFineTune", "FromScratch", "TwoStage", "PartialFineTune", "Discriminative", "L2SP",
-           "BSS", "LoRA", "Adapters", "KD", "Fusion", "merge_lora", "save_adapter", "load_adapter"]
+           "BSS", "LoRA", "Adapters", "KD", "Fusion", "Joint", "merge_lora", "save_adapter", "load_adapter"]

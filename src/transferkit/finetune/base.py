@@ -92,6 +92,10 @@ class Strategy(nn.Module):
     def loss_terms(self, batch: Batch, out: Output, model: TransferModel) -> dict[str, torch.Tensor]:
         return {}
 
+    def task_weight(self) -> float:
+        """Multiplier of the target task's loss in this step (1 unless the strategy re-weights it)."""
+        return 1.0
+
     def named_loss_terms(self, batch: Batch, out: Output, model: TransferModel) -> dict[str, torch.Tensor]:
         """``loss_terms`` with keys as ``"<strategy>/<term>"``."""
         return {f"{self.name}/{k}": v for k, v in self.loss_terms(batch, out, model).items()}
@@ -128,6 +132,12 @@ class Compose(Strategy):
         for s in self.parts:
             batch = s.prepare_batch(batch)
         return batch
+
+    def task_weight(self):
+        w = 1.0
+        for s in self.parts:
+            w *= s.task_weight()
+        return w
 
     def named_loss_terms(self, batch, out, model):
         terms: dict[str, torch.Tensor] = {}
