@@ -142,7 +142,7 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
                "trainable_parameters": trainable_parameters(model, p.strategy, cfg),
                "total_parameters": model.num_parameters()}
     if hasattr(model.backbone, "fusion_weights"):
-        summary["fusion_weights"] = [round(float(w), 4) for w in model.backbone.fusion_weights()]
+        summary["fusion_weights"] = [round(float(w), 4) for w in model.backbone.fusion_weights().detach()]
     if p.test is not None:
         summary |= evaluate(model, p.test, cfg.train.eval_batch_size, prefix="test/")
         summary["test_examples"] = len(p.test)

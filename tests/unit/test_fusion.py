@@ -13,7 +13,7 @@ def test_fusion_weights_sum_to_one_and_sources_stay_frozen():
     model = fusion_model()
     before = {k: v.clone() for k, v in model.backbone.sources.state_dict().items()}
     Trainer(settings(epochs=3, lr=0.1), progress=False).fit(model, Fusion(), tiny_data())
-    w = model.backbone.fusion_weights()
+    w = model.backbone.fusion_weights().detach()
     assert float(w.sum()) == pytest.approx(1.0) and (w >= 0).all()
     assert not torch.allclose(w, torch.full_like(w, 0.5))  # the mix was learned
     for k, v in model.backbone.sources.state_dict().items():

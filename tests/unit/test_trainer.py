@@ -99,3 +99,17 @@ def test_checkpoints_skip_a_frozen_backbone(tiny_npz, tmp_path):
     assert keys and all(k.startswith("heads.") for k in keys)
     full = set(load_file(tmp_path / "fe" / "model.safetensors"))  # the final file is complete
     assert any(k.startswith("backbone.") for k in full)
+
+
+def test_gradient_accumulation_and_bf16_autocast_run_on_cpu(tiny_npz, tmp_path):
+    res = train(tiny_config(tiny_npz, grad_accum=2, mixed_precision="bf16", epochs=3), out=tmp_path / "r",
+                progress=False)
+    assert all(np.isfinite(r["train/task"]) for r in res.history)
+    assert res.history[-1]["train/task"] < res.history[0]["train/task"]
+
+
+def test_cuda_request_without_gpu_is_a_clear_error(tiny_npz, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(TransferkitError, match="no GPU is visible"):
+        train(tiny_config(tiny_npz, device="cuda"), out=tmp_path / "r", progress=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -103,6 +104,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else None
         self.progress = progress
         self.callbacks = list(callbacks)
+        # Accelerate keeps one process-wide state; each Trainer brings its own precision / accumulation
+        # settings, so start that state afresh (the process group, if any, is kept).
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
         self.accelerator = Accelerator(cpu=settings.device == "cpu", mixed_precision=settings.mixed_precision,
                                        gradient_accumulation_steps=settings.grad_accum)
         if settings.device == "cuda" and self.accelerator.device.type != "cuda":
