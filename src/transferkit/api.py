@@ -61,8 +61,7 @@ def build_model(cfg: RunConfig, num_classes: int) -> TransferModel:
 
 
 def _check_input_kind(backbone_kind: str, data_kind: str, cfg: RunConfig) -> None:
-    text = {backbone_kind == "text", data_kind == "text"}
-    if len(text) == 2:
+    if (backbone_kind == "text") != (data_kind == "text"):
         raise TransferkitError(
             f"Backbone '{cfg.model.backbone}' takes {backbone_kind} inputs but dataset '{cfg.data.dataset}' holds "
             f"{data_kind} data; choose a matching backbone (`transferkit list backbones`)."
@@ -140,7 +139,8 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     summary = {"name": cfg.name, "strategy": cfg.strategy.name, "dataset": cfg.data.dataset,
                "train_examples": len(p.train), "epochs_run": len(history), "train_seconds": round(seconds, 3),
                "trainable_parameters": trainable_parameters(model, p.strategy, cfg),
-               "total_parameters": model.num_parameters()}
+               "total_parameters": model.num_parameters(),
+               "class_names": getattr(p.train, "class_names", None)}
     if hasattr(model.backbone, "fusion_weights"):
         summary["fusion_weights"] = [round(float(w), 4) for w in model.backbone.fusion_weights().detach()]
     if p.test is not None:
@@ -264,7 +264,7 @@ def predict(run_dir: str | Path, inputs: str | Path) -> list[dict]:
     run = load_run(run_dir)
     ids, ds = read_inputs(inputs, run)
     probs = run.predict(ds)
-    names = getattr(load_dataset(run.cfg.data.dataset, run.cfg.data.data_dir), "class_names", None) if \
-        run.cfg.data.dataset and ":" in run.cfg.data.dataset else None
+    summary = run.run_dir / "summary.json"
+    names = json.loads(summary.read_text()).get("class_names") if summary.is_file() else None
     return [{"input": i, "prediction": int(p.argmax()), "class": (names[int(p.argmax())] if names else str(int(p.argmax()))),
              "confidence": round(float(p.max()), 4)} for i, p in zip(ids, probs)]

@@ -157,23 +157,13 @@ class Trainer:
         model = acc.prepare(model)
         plain = acc.unwrap_model(model)
         stop, start = False, 0
-        for phase_idx, phase in enumerate(phases):
+        for phase in phases:
             end = start + phase.epochs
             if end <= state.epoch + 1 or stop:
                 start = end
                 continue
-            trainable = {id(p) for g in phase.groups for p in g["params"]}
-            for p in plain.parameters():
-                p.requires_grad_(id(p) in trainable)
-            optimizer = make_optimizer(s, phase.groups)
-            if optim_state is not None and state.history and state.history[-1]["phase"] == phase.name:
-                optimizer.load_state_dict(optim_state)
-            optimizer = acc.prepare(optimizer)
-            train_data = strategy.prepare_data(plain, train, phase)
-            val_data = strategy.prepare_data(plain, val, phase) if val is not None and len(val) else None
-            sampler = EpochSampler(len(train_data), s.seed)
-            loader = acc.prepare(DataLoader(train_data, batch_size=s.batch_size, sampler=sampler,
-                                            num_workers=s.num_workers, drop_last=False))
+            optimizer, loader, sampler, val_data = self._start_phase(plain, strategy, phase, train, val,
+                                                                      optim_state, state)
             state.bad_epochs = 0
             for epoch in range(max(start, state.epoch + 1), end):
                 t0 = time.perf_counter()
@@ -195,6 +185,22 @@ class Trainer:
             ckpt.load_weights(plain, ckpt_root / f"epoch-{state.best_epoch - 1:04d}" / ckpt.MODEL_FILE, partial=True)
         strategy.after_task(plain, plain.default_task)
         return state.history
+
+    def _start_phase(self, plain, strategy, phase: Phase, train, val, optim_state, state: TrainState):
+        """Freeze what the phase does not train; build its optimizer (resumed state if it is the
+        phase that was interrupted), its data (e.g. cached features) and its loader."""
+        s, acc = self.s, self.accelerator
+        trainable = {id(p) for g in phase.groups for p in g["params"]}
+        for p in plain.parameters():
+            p.requires_grad_(id(p) in trainable)
+        optimizer = make_optimizer(s, phase.groups)
+        if optim_state is not None and state.history and state.history[-1]["phase"] == phase.name:
+            optimizer.load_state_dict(optim_state)
+        train_data = strategy.prepare_data(plain, train, phase)
+        val_data = strategy.prepare_data(plain, val, phase) if val is not None and len(val) else None
+        sampler = EpochSampler(len(train_data), s.seed)
+        loader = DataLoader(train_data, batch_size=s.batch_size, sampler=sampler, num_workers=s.num_workers)
+        return acc.prepare(optimizer), acc.prepare(loader), sampler, val_data
 
     def _end_epoch(self, model, optimizer, state: TrainState, record: dict, epoch: int) -> bool:
         """Log, track the best epoch, checkpoint; return True to stop early."""

@@ -115,7 +115,7 @@ def run_report(run_dir: Path, summary: dict) -> Path:
     if rows:
         images.append(("Learning curves", plot_learning_curves({summary.get("strategy", "run"): rows},
                                                                run_dir / "learning_curves.png")))
-    metrics = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in summary.items() if not isinstance(v, dict)]
+    metrics = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in summary.items() if not isinstance(v, (dict, list))]
     return write_html(run_dir / "report.html", f"transferkit run: {summary.get('name') or run_dir.name}",
                       "Test metrics on held-out data; curves per epoch from metrics.jsonl.",
                       [("Summary", ["metric", "value"], metrics)], images)
