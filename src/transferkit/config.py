@@ -23,7 +23,7 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0, lt=1)  # held out for validation / early stopping
     test_fraction: float | Literal["rest"] = 0.2  # "rest": every example not used for training or validation
     seed: int = 0  # seed of the split and the k-shot draw
-    image_size: int | None = None  # resize image folders to this square size
+    image_size: int | None = Field(None, ge=1)  # resize images (folders and arrays) to this square size
     channels: Literal[1, 3] = 3  # image folders: 1 = greyscale, 3 = RGB
     data_dir: str | None = None  # folder with named external datasets (else $TRANSFERKIT_DATA)
 

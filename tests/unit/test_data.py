@@ -53,6 +53,17 @@ def test_array_dataset_scales_uint8_images_and_adds_channel():
     assert ds.x.shape == (2, 1, 4, 4) and float(ds.x.max()) == 1.0 and ds.kind == "image"
 
 
+def test_array_images_resize_to_image_size_and_vectors_do_not(tmp_path):
+    x = np.zeros((3, 28, 28), dtype=np.uint8)
+    x[:, 8:20, 12:16] = 255  # a bar in the middle survives the resize
+    np.savez(tmp_path / "d.npz", x=x, y=[0, 1, 0])
+    ds = load_dataset(str(tmp_path / "d.npz"), image_size=16)
+    assert ds.x.shape == (3, 1, 16, 16) and 0.0 <= float(ds.x.min()) and float(ds.x.max()) <= 1.0
+    assert float(ds.x[0, 0, 8, 8]) > 0.5 and float(ds.x[0, 0, 0, 0]) == 0.0
+    vec = ArrayDataset(np.ones((2, 5), dtype=np.float32), [0, 1])
+    assert vec.resize(16) is vec
+
+
 def test_embedded_dataset_loads_without_data_dir(tmp_path):
     ds = load_dataset("mnist_usps:usps", data_root=tmp_path)  # embedded: the data dir is not used
     assert len(ds) == 1800 and ds.x.shape[1:] == (1, 16, 16)

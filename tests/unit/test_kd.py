@@ -6,7 +6,7 @@ import torch
 from transferkit import train
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
-from transferkit.finetune import KD
+from transferkit.finetune import KD, create_strategy
 from transferkit.finetune.functional import kd_loss
 from tests.conftest import tiny_config
 from tests.unit.test_strategies import settings, tiny_data, tiny_model
@@ -28,6 +28,21 @@ def test_student_moves_towards_the_teacher():
     before = gap()
     Trainer(settings(epochs=5, lr=0.01), progress=False).fit(student, KD(teacher, temperature=2.0, weight=5.0), tiny_data())
     assert gap() < before
+
+
+def test_feature_matching_brings_the_feature_similarities_closer():
+    from transferkit.finetune.functional import similarity_preserving_loss
+
+    teacher = tiny_model(seed=7)  # a trained teacher, so its features carry the class structure
+    Trainer(settings(epochs=15, lr=0.05), progress=False).fit(teacher, create_strategy("full"), tiny_data())
+    student = tiny_model(seed=1)
+    x = tiny_data().x
+    gap = lambda: float(similarity_preserving_loss(student.eval()(x).features, teacher.eval()(x).features).detach())  # noqa: E731
+    before = gap()
+    history = Trainer(settings(epochs=5, lr=0.01), progress=False).fit(
+        student, KD(teacher, weight=0.0, feature_weight=10.0), tiny_data())
+    assert "train/kd/features" in history[-1]
+    assert gap() < 0.9 * before
 
 
 def test_kd_from_a_run_directory(tiny_npz, tmp_path):

@@ -1,11 +1,14 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from transferkit.config import TrainSettings
 from transferkit.engine.trainer import Trainer
-from transferkit.finetune import Compose, Discriminative, L2SP, PartialFineTune, create_strategy
-from transferkit.finetune.functional import bss_penalty, l2sp_penalty, layerwise_lrs
+from transferkit.finetune import DELTA, Batch, Compose, Discriminative, L2SP, PartialFineTune, create_strategy
+from transferkit.finetune.functional import (bss_penalty, feature_map_distance, l2sp_penalty, layerwise_lrs,
+                                             similarity_preserving_loss)
 from tests.unit.test_strategies import settings, tiny_data, tiny_model
 
 
@@ -75,3 +78,50 @@ def test_l2sp_with_partial_trains_and_logs_its_penalty():
     history = Trainer(settings(epochs=2), progress=False).fit(model, create_strategy("partial+l2sp", partial={"k": 2}),
                                                               tiny_data())
     assert history[-1]["train/l2sp/penalty"] > 0 and np.isfinite(history[-1]["train/task"])
+
+
+def test_feature_map_distance_matches_hand_computation():
+    m = torch.zeros(2, 3, 2, 2)
+    s = m.clone()
+    s[:, 1] = 2.0  # channel 1 differs by 2 at every position: 4 per position, mean over positions 4
+    assert float(feature_map_distance([m], [s])) == pytest.approx(4.0)
+    assert float(feature_map_distance([m], [s], [torch.tensor([1.0, 0.5, 1.0])])) == pytest.approx(2.0)
+    assert float(feature_map_distance([m], [m])) == 0.0
+
+
+def test_delta_is_zero_at_the_source_and_grows_after_a_nudge():
+    model = tiny_model()
+    s = DELTA(weight=1.0)
+    s.prepare_model(model)
+    x = tiny_data().x[:4]
+    model.eval()
+    batch = Batch(x, torch.zeros(4, dtype=torch.long))
+    assert float(s.loss_terms(batch, model(x), model)["penalty"].detach()) == 0.0
+    with torch.no_grad():
+        model.backbone.blocks[0][0].weight.add_(0.1)
+    assert float(s.loss_terms(batch, model(x), model)["penalty"].detach()) > 0.0
+    s.after_task(model, "default")
+    model(x)
+    assert s._maps["model"] == []  # hooks are gone after training
+
+
+def test_delta_keeps_features_closer_to_the_source_than_plain_fine_tuning():
+    x = tiny_data().x
+    drift = {}
+    for name, strategy in (("full", create_strategy("full")), ("delta", DELTA(weight=10.0))):
+        model = tiny_model()
+        source = copy.deepcopy(model.backbone).eval()
+        Trainer(settings(epochs=4, lr=0.05), progress=False).fit(model, strategy, tiny_data())
+        model.eval()
+        with torch.no_grad():
+            drift[name] = float((model.backbone.features(x) - source.features(x)).pow(2).mean())
+    assert drift["delta"] < drift["full"]
+
+
+def test_similarity_preserving_loss_ignores_width_and_scale():
+    f = torch.randn(6, 5)
+    assert float(similarity_preserving_loss(3.0 * f, f)) == pytest.approx(0.0, abs=1e-6)
+    q, _ = torch.linalg.qr(torch.randn(5, 5))
+    wider = torch.cat([f @ q, torch.zeros(6, 3)], 1)  # rotated and padded: the same Gram matrix
+    assert float(similarity_preserving_loss(f, wider)) == pytest.approx(0.0, abs=1e-6)
+    assert float(similarity_preserving_loss(f, torch.randn(6, 9))) > 0.01

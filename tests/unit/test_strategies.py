@@ -74,10 +74,13 @@ def test_every_strategy_builds_trains_and_round_trips(name, tmp_path):
     ("partial", {"k": 1.5}, "k"),
     ("discriminative", {"decay": 2.0}, "decay"),
     ("l2sp", {"weight": -1.0}, "weight"),
+    ("delta", {"weight": -0.1}, "weight"),
+    ("delta", {"stages": 0}, "stages"),
     ("bss", {"k": 0}, "k"),
     ("lora", {"r": 0}, "r"),
     ("adapters", {"reduction": 0}, "reduction"),
     ("kd", {"temperature": 0}, "temperature"),
+    ("kd", {"teacher": tiny_model(), "feature_weight": -1}, "feature_weight"),
     ("joint", {"source": "mnist_usps:mnist", "weight": 1.0}, "weight"),
     ("joint", {"source": "mnist_usps:mnist", "ramp_steps": -1}, "ramp_steps"),
 ])

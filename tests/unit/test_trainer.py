@@ -22,7 +22,7 @@ def _stop_after(n):
 
 
 @pytest.mark.parametrize("strategy", ["full", "two_stage", "feature_extraction", "l2sp", "discriminative", "lora", "adapters",
-                                      "joint"])
+                                      "joint", "delta"])
 def test_resume_after_interrupt_gives_identical_weights(tiny_npz, tmp_path, strategy):
     args = {"source": str(tiny_npz), "weight": 0.3, "weight_end": 0.6, "ramp_steps": 10} if strategy == "joint" else {}
     cfg = tiny_config(tiny_npz) | {"strategy": {"name": strategy, "args": args}}

@@ -70,6 +70,16 @@ class ArrayDataset(Dataset):
     def __getitem__(self, i: int):
         return self.x[i], self.y[i]
 
+    def resize(self, size: int) -> "ArrayDataset":
+        """Images resized to ``size x size`` (bilinear with anti-aliasing, as MNIST is brought to
+        the 16x16 of USPS); vectors are returned unchanged."""
+        if self.kind != "image" or tuple(self.x.shape[-2:]) == (size, size):
+            return self
+        x = torch.nn.functional.interpolate(self.x, size=(size, size), mode="bilinear", antialias=True,
+                                            align_corners=False)
+        return ArrayDataset(x.clamp_(0, 1) if self.x.min() >= 0 and self.x.max() <= 1 else x, self.targets,
+                            name=self.name, class_names=self.class_names)
+
 
 class TextDataset(Dataset):
     """Raw strings and labels; the text backbone tokenises them."""

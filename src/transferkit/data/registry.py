@@ -97,7 +97,7 @@ def load_dataset(spec: str, data_root: str | Path | None = None, image_size: int
         if path.is_dir():
             return ImageFolderDataset(path, image_size=image_size, channels=channels)
         if path.suffix == ".npz":
-            return load_npz(path)
+            return _resized(load_npz(path), image_size)
         return load_text_file(path)
     name, _, domain = spec.partition(":")
     info = DATASETS.get(name)
@@ -112,4 +112,8 @@ def load_dataset(spec: str, data_root: str | Path | None = None, image_size: int
             f"Dataset '{name}' needs the file '{info.relpath}' under the data directory '{root}', which is missing; "
             f"set ${DATA_ENV} (or --data-dir) to the folder that holds it."
         )
-    return info.loader(domain, root)
+    return _resized(info.loader(domain, root), image_size)
+
+
+def _resized(ds: Dataset, image_size: int | None) -> Dataset:
+    return ds.resize(image_size) if image_size and isinstance(ds, ArrayDataset) else ds

@@ -5,6 +5,7 @@ from __future__ import annotations
 from transferkit.finetune.adapters import Adapters
 from transferkit.finetune.base import Batch, Compose, Phase, Strategy
 from transferkit.finetune.bss import BSS
+from transferkit.finetune.delta import DELTA
 from transferkit.finetune.discriminative import Discriminative
 from transferkit.finetune.fusion import Fusion
 from transferkit.finetune.joint import Joint
@@ -19,7 +20,7 @@ from transferkit.finetune.two_stage import TwoStage
 from transferkit.registry import Registry
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (FromScratch, FeatureExtraction, FullFineTune, TwoStage, PartialFineTune, Discriminative, L2SP, BSS,
+for _cls in (FromScratch, FeatureExtraction, FullFineTune, TwoStage, PartialFineTune, Discriminative, L2SP, DELTA, BSS,
              LoRA, Adapters, KD, Fusion, Joint):
     STRATEGIES.register(_cls.name)(_cls)
 
@@ -45,4 +46,4 @@ def create_strategy(spec: str | list[str], **kwargs) -> Strategy:
 
 __all__ = ["STRATEGIES", "Batch", "Compose", "Phase", "Strategy", "create_strategy", "extract_features",
            "FeatureExtraction", "FullFineTune", "FromScratch", "TwoStage", "PartialFineTune", "Discriminative", "L2SP",
-           "BSS", "LoRA", "Adapters", "KD", "Fusion", "Joint", "merge_lora", "save_adapter", "load_adapter"]
+           "DELTA", "BSS", "LoRA", "Adapters", "KD", "Fusion", "Joint", "merge_lora", "save_adapter", "load_adapter"]

@@ -47,3 +47,37 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     log_p_s = torch.log_softmax(student_logits / t, dim=-1)
     log_p_t = torch.log_softmax(teacher_logits.detach() / t, dim=-1)
     return (t * t) * torch.sum(log_p_t.exp() * (log_p_t - log_p_s), dim=-1).mean()
+
+
+def feature_map_distance(maps: list[torch.Tensor], source_maps: list[torch.Tensor],
+                         channel_weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """DELTA's behavioural regulariser (Li et al., 2019, "DELTA: Deep Learning Transfer using Feature
+    Map with Attention"): ``sum_layers sum_channels w_c * ||FM_c - FM_c^src||^2``, averaged over the
+    batch and the spatial positions. With ``channel_weights=None`` every channel weighs 1 (the
+    paper's "without attention" variant). Zero when the feature maps equal the source's.
+
+    Shape:
+        maps[i], source_maps[i]: ``[B, C, ...]`` (channels second); channel_weights[i]: ``[C]``.
+    """
+    terms = []
+    for i, (m, s) in enumerate(zip(maps, source_maps)):
+        sq = (m.float() - s.detach().float()).pow(2)
+        per_channel = sq.flatten(2).mean(-1) if sq.ndim > 2 else sq  # [B, C]
+        if channel_weights is not None:
+            per_channel = per_channel * channel_weights[i]
+        terms.append(per_channel.sum(1).mean())
+    return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+def similarity_preserving_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Similarity-preserving distillation (Tung & Mori, 2019): match the row-normalised batch Gram
+    matrices ``normalize(F F^T)`` of student and teacher features, so the two may have different widths.
+    ``||G_s - G_t||_F^2 / B^2``; zero when the features agree up to scale.
+
+    Shape:
+        student: ``[B, D_s]``; teacher: ``[B, D_t]``; returns a scalar.
+    """
+    s, t = student.flatten(1).float(), teacher.detach().flatten(1).float()
+    g_s = torch.nn.functional.normalize(s @ s.T, dim=1)
+    g_t = torch.nn.functional.normalize(t @ t.T, dim=1)
+    return (g_s - g_t).pow(2).sum() / s.shape[0] ** 2

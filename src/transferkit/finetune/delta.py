@@ -1,0 +1,72 @@
+"""DELTA: fine-tune while keeping the backbone's feature maps close to the source model's."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from transferkit.errors import TransferkitError
+from transferkit.finetune.base import Strategy, check_number
+from transferkit.finetune.functional import feature_map_distance
+
+
+class DELTA(Strategy):
+    """Penalty ``weight * sum_stages ||FM(x) - FM_src(x)||^2`` between the fine-tuned and the frozen
+    source backbone's stage outputs on the same batch (Li et al., 2019, ICLR, "DELTA"), with every
+    channel weighted equally (the paper's variant without attention). Unlike L2-SP it constrains what
+    the layers compute, not the weights themselves. All layers train (combine with ``partial`` etc.).
+
+    The source copy is taken when training starts and is saved with the strategy.
+
+    Args:
+        weight: multiplier of the feature-map distance (alpha in the paper).
+        stages: how many backbone stages, counted from the output, are regularised (None: all).
+    """
+
+    name = "delta"
+
+    def __init__(self, weight: float = 0.01, stages: int | None = None) -> None:
+        super().__init__()
+        check_number("delta", "weight", weight, low=0.0)
+        if stages is not None:
+            check_number("delta", "stages", stages, low=1, integer=True)
+        self.weight, self.n_stages = float(weight), stages
+        self._maps: dict[str, list[torch.Tensor]] = {"model": [], "source": []}
+        self._handles: list = []
+
+    def prepare_model(self, model):
+        self.source = copy.deepcopy(model.backbone).requires_grad_(False).eval()
+        self._handles = [*self._hook(model.backbone, "model"), *self._hook(self.source, "source")]
+        return model
+
+    def _hook(self, backbone, key: str) -> list:
+        stages = backbone.stages()
+        chosen = stages[-self.n_stages:] if self.n_stages else stages
+
+        def keep(module, inputs, output):
+            if torch.is_grad_enabled() or key == "source":
+                self._maps[key].append(output[0] if isinstance(output, tuple) else output)
+        return [s.register_forward_hook(keep) for s in chosen]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if hasattr(self, "source"):
+            self.source.eval()  # the source's BatchNorm statistics and dropout stay as at inference
+        return self
+
+    def loss_terms(self, batch, out, model):
+        if batch.precomputed:
+            raise TransferkitError("delta cannot run on cached features; combine it with a strategy that trains "
+                                   "on inputs (full, partial, discriminative).")
+        maps, self._maps["model"] = self._maps["model"], []
+        self._maps["source"] = []
+        with torch.no_grad():
+            self.source.features(batch.x)
+        source_maps, self._maps["source"] = self._maps["source"], []
+        return {"penalty": self.weight * feature_map_distance(maps, source_maps)}
+
+    def after_task(self, model, task):
+        for h in self._handles:  # the trained model carries no hooks of this strategy
+            h.remove()
+        self._handles = []
