@@ -139,9 +139,11 @@ def download_weights_(arch: Annotated[str, typer.Argument(help="A torchvision ar
 @app.command("compare")
 def compare_(
     config: Annotated[Path, typer.Argument(help="YAML config of the target task and source model.")],
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategies; from-scratch is always added.")] = "full",
-    shots: Annotated[str, typer.Option(help="Labelled examples per class, e.g. 1,5,10,all.")] = "10",
-    seeds: Annotated[int, typer.Option(help="Seeds per strategy and shot count.")] = 3,
+    strategies: Annotated[Optional[str], typer.Option(
+        help="Comma-separated strategies or variants; from-scratch is always added (default: compare.strategies).")] = None,
+    shots: Annotated[Optional[str], typer.Option(
+        help="Labelled examples per class, e.g. 1,5,10,all (default: compare.shots).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per strategy and shot count (default: compare.seeds).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: train.epochs=5.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for all runs and the report.")] = Path("runs/compare"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing directory.")] = False,
@@ -151,7 +153,8 @@ def compare_(
     from transferkit.config import load_config
 
     cfg = load_config(config, set_ or [])
-    compare(cfg, [s.strip() for s in strategies.split(",") if s.strip()], parse_shots(shots), seeds, out,
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies is not None else None
+    compare(cfg, names, parse_shots(shots) if shots is not None else None, seeds, out,
             overwrite=overwrite, console=console, title=f"transferkit compare: {cfg.name or config.stem}")
 
 

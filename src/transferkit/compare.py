@@ -19,6 +19,7 @@ from transferkit.report import plot_bars, plot_curves, plot_learning_curves, rea
 from transferkit.report.transfer import plot_what_transferred, what_transferred
 
 BASELINE = "scratch"
+FULL = "full"  # the reference for parameter-efficient strategies
 LABELS = {"scratch": "from scratch", "feature_extraction": "feature extraction (cached)", "full": "full fine-tuning",
           "two_stage": "two-stage fine-tuning"}
 
@@ -50,14 +51,35 @@ def negative_transfer(transfer: list[float], scratch: list[float]) -> bool:
     return mt - ms <= math.sqrt(st**2 / len(transfer) + ss**2 / len(scratch))
 
 
-def compare(base: RunConfig | dict, strategies: list[str], shots: list[int | None], seeds: int,
-            out: str | Path, overwrite: bool = False, console: Console | None = None,
-            title: str = "transferkit compare", intro: str = "", new_dir: bool = True,
+def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
+    """Each compared entry -> ``{"strategy", "args", "model"}``: a strategy name (``args`` from the
+    config's strategy section when it is that strategy) or a variant from ``compare.variants``."""
+    entries = {}
+    for name in [BASELINE] + [s for s in dict.fromkeys(strategies) if s != BASELINE]:
+        v = cfg.compare.variants.get(name)
+        strategy = (v.strategy if v and v.strategy else name)
+        for part in strategy.split("+"):
+            try:
+                STRATEGIES.get(part.strip())
+            except TransferkitError as e:
+                if v is None and cfg.compare.variants:
+                    raise TransferkitError(f"{e} Variants in the config: {', '.join(cfg.compare.variants)}.") from None
+                raise
+        args = v.args if v else (cfg.strategy.args if name == cfg.strategy.name else {})
+        entries[name] = {"strategy": strategy, "args": args, "model": v.model if v else {}}
+    return entries
+
+
+def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: list[int | None] | None = None,
+            seeds: int | None = None, out: str | Path = "runs/compare", overwrite: bool = False,
+            console: Console | None = None, title: str = "transferkit compare", intro: str = "", new_dir: bool = True,
             extra_curves: dict[str, list[dict]] | None = None) -> list[dict]:
     """Train every strategy (plus the from-scratch baseline) at every label budget and seed.
 
-    Writes ``results.json``, ``results.csv`` and ``report.html`` in ``out`` and returns the rows.
-    ``new_dir=False`` writes into an ``out`` that the caller has prepared (the demo's source run is there).
+    ``strategies``, ``shots`` and ``seeds`` default to the config's ``compare`` section; a name there
+    may be a variant (a strategy with its own arguments or model). Writes ``results.json``,
+    ``results.csv`` and ``report.html`` in ``out`` and returns the rows. ``new_dir=False`` writes
+    into an ``out`` that the caller has prepared (the demo's source run is there).
 
     Example:
         >>> compare({"data": {"dataset": "mnist_usps:usps", "test_fraction": "rest", "val_fraction": 0}},
@@ -65,25 +87,27 @@ def compare(base: RunConfig | dict, strategies: list[str], shots: list[int | Non
     """
     console = console or Console()
     cfg = base if isinstance(base, RunConfig) else parse_config(base)
-    for name in strategies:
-        STRATEGIES.get(name)
+    strategies = strategies if strategies is not None else cfg.compare.strategies
+    shots = shots if shots is not None else [None if k == "all" else k for k in cfg.compare.shots]
+    seeds = seeds if seeds is not None else cfg.compare.seeds
+    entries = plan(cfg, strategies)
     if seeds < 1:
         raise TransferkitError(f"--seeds must be >= 1; got {seeds}.")
-    names = [BASELINE] + [s for s in dict.fromkeys(strategies) if s != BASELINE]
     out = Path(out)
     if new_dir:
         prepare_run_dir(out, overwrite, resume=False)
     runs: dict[tuple[str, int | None], list[dict]] = {}
     for k in shots:
-        for name in names:
+        for name, entry in entries.items():
             for seed in range(seeds):
                 tag = f"{name}/k{k or 'all'}/seed{seed}"
                 console.print(f"[bold]{tag}[/]: {label(name)}, {k or 'all'} labels per class, seed {seed}")
-                run_cfg = cfg.model_dump(mode="json")
+                run_cfg = cfg.model_dump(mode="json", exclude={"compare"})
                 run_cfg["name"] = tag.replace("/", "-")
                 run_cfg["data"] |= {"shots": k, "seed": seed}
+                run_cfg["model"] |= entry["model"]
                 run_cfg["train"]["seed"] = seed
-                run_cfg["strategy"] = {"name": name, "args": cfg.strategy.args if name == cfg.strategy.name else {}}
+                run_cfg["strategy"] = {"name": entry["strategy"], "args": entry["args"]}
                 res = train(run_cfg, out=out / tag)
                 runs.setdefault((name, k), []).append(res.metrics | {"run": str(res.run_dir)})
     rows = summarise(runs)
@@ -104,10 +128,14 @@ def summarise(runs: dict[tuple[str, int | None], list[dict]]) -> list[dict]:
         accs = [100 * r["test/accuracy"] for r in results]
         m, sd = mean_std(accs)
         base = [100 * r["test/accuracy"] for r in runs.get((BASELINE, k), [])]
+        full = [100 * r["test/accuracy"] for r in runs.get((FULL, k), [])]
         rows.append({"strategy": name, "shots": k if k is not None else "all", "accuracy_mean": m, "accuracy_std": sd,
                      "vs_scratch": m - mean_std(base)[0] if base else float("nan"),
+                     "vs_full": m - mean_std(full)[0] if full else float("nan"),
                      "negative_transfer": bool(base) and name != BASELINE and negative_transfer(accs, base),
                      "trainable_parameters": results[0]["trainable_parameters"],
+                     "trainable_vs_full": (results[0]["trainable_parameters"] / runs[(FULL, k)][0]["trainable_parameters"]
+                                           if (FULL, k) in runs else float("nan")),
                      "train_seconds": sum(r["train_seconds"] for r in results) / len(results),
                      "train_examples": results[0]["train_examples"], "test_examples": results[0].get("test_examples"),
                      "seeds": len(results)})
@@ -122,35 +150,40 @@ def print_table(rows: list[dict], console: Console, title: str) -> None:
         flag = " [red]negative transfer[/]" if r["negative_transfer"] else ""
         vs = "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}{flag}"
         table.add_row(label(r["strategy"]), str(r["shots"]), f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}", vs,
-                      f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.1f}")
+                      _params(r), f"{r['train_seconds']:.1f}")
     console.print(table)
 
 
 def transfer_analysis(runs: dict, k: int | None, probe_size: int = 256) -> dict[str, list[dict]]:
-    """Per transfer strategy (seed 0 at label budget ``k``): ``what_transferred`` against the source
-    weights, on a probe batch of the run's test data. Empty when the runs start from random weights."""
+    """Per transfer strategy (seed 0 at label budget ``k``): ``what_transferred`` against its source
+    weights, on a probe batch of the run's test data. Runs that start from random weights are skipped."""
     from torch.utils.data import DataLoader
 
     from transferkit.api import build_data, load_run
     from transferkit.backbones import create_backbone
 
     out: dict[str, list[dict]] = {}
-    source = probe = None
+    probe = None
     for (name, kk), results in runs.items():
         if kk != k or name == BASELINE:
             continue
         run = load_run(results[0]["run"])
         m = run.cfg.model
         if m.weights is None:
-            return {}
-        if source is None:
-            source = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
-            _, _, test = build_data(run.cfg)
-            probe = next(iter(DataLoader(test, batch_size=probe_size, shuffle=False)))[0] if test is not None else None
+            continue
         if probe is None:
-            return {}
+            _, _, test = build_data(run.cfg)
+            if test is None:
+                return {}
+            probe = next(iter(DataLoader(test, batch_size=probe_size, shuffle=False)))[0]
+        source = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
         out[label(name)] = what_transferred(source, run.model.backbone, probe)
     return out
+
+
+def _params(row: dict) -> str:
+    frac = row["trainable_vs_full"]
+    return f"{row['trainable_parameters']:,}" + ("" if math.isnan(frac) else f" ({100 * frac:.1f} % of full)")
 
 
 def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str,
@@ -176,10 +209,11 @@ def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str
                        "source", plot_what_transferred(transferred, out / "what_transferred.png")))
     table = [[label(r["strategy"]), r["shots"], f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
               "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}",
-              "yes" if r["negative_transfer"] else "", f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.1f}"]
+              "" if r["strategy"] == FULL or math.isnan(r["vs_full"]) else f"{r['vs_full']:+.1f}",
+              "yes" if r["negative_transfer"] else "", _params(r), f"{r['train_seconds']:.1f}"]
              for r in rows]
     note = ("Negative transfer: the strategy's mean is not above from-scratch by more than one standard error of "
             "the difference. The same numbers are in results.csv and results.json.")
     return write_html(out / "report.html", title, f"{intro} {note}".strip(),
                       [("Results", ["strategy", "labels/class", "test accuracy (%)", "vs scratch (points)",
-                                    "negative transfer", "trainable parameters", "train seconds"], table)], images)
+                                    "vs full fine-tuning (points)", "negative transfer", "trainable parameters", "train seconds"], table)], images)

@@ -62,12 +62,26 @@ class TrainSettings(_Strict):
     eval_batch_size: int = Field(256, ge=1)
 
 
+class Variant(_Strict):
+    strategy: str | None = None  # the strategy this entry runs (None: the entry's own name)
+    args: dict[str, Any] = {}  # its keyword arguments
+    model: dict[str, Any] = {}  # keys of the model section that differ for it (e.g. another backbone)
+
+
+class CompareConfig(_Strict):
+    strategies: list[str] = ["full"]  # strategy or variant names; from-scratch is always added
+    shots: list[int | Literal["all"]] = [10]  # labelled examples per class; "all": every training example
+    seeds: int = Field(3, ge=1)  # repetitions (k-shot draw and initialisation)
+    variants: dict[str, Variant] = {}  # named set-ups: {lora_r2: {strategy: lora, args: {r: 2}}}
+
+
 class RunConfig(_Strict):
     name: str | None = None  # shown in reports
     data: DataConfig
     model: ModelConfig = ModelConfig()
     strategy: StrategyConfig = StrategyConfig()
     train: TrainSettings = TrainSettings()
+    compare: CompareConfig = CompareConfig()  # used by `transferkit compare` only
 
 
 def _fields(model: type[BaseModel], loc: tuple) -> list[str]:

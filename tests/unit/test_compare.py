@@ -1,6 +1,10 @@
-import pytest
+import io
 
-from transferkit.compare import negative_transfer, parse_shots
+import pytest
+from rich.console import Console
+
+from transferkit.compare import compare, negative_transfer, parse_shots, plan
+from transferkit.config import parse_config
 from transferkit.errors import TransferkitError
 
 
@@ -17,3 +21,32 @@ def test_negative_transfer_needs_a_gain_beyond_seed_noise():
     assert negative_transfer([79.0, 80.0, 81.0], scratch)  # worse
     assert negative_transfer([82.0, 83.0, 84.0], scratch)  # +1 with std ~1.6: within noise
     assert not negative_transfer([90.0, 91.0, 92.0], scratch)
+
+
+def _cfg(tiny_npz, **compare):
+    from tests.conftest import tiny_config
+
+    return parse_config(tiny_config(tiny_npz, epochs=1) | {"compare": compare})
+
+
+def test_plan_resolves_strategies_and_variants(tiny_npz):
+    cfg = _cfg(tiny_npz, variants={"lora_r2": {"strategy": "lora", "args": {"r": 2}},
+                                   "wide": {"strategy": "feature_extraction", "model": {"backbone_args": {"hidden": [32]}}}})
+    entries = plan(cfg, ["full", "lora_r2", "wide", "partial+l2sp"])
+    assert list(entries) == ["scratch", "full", "lora_r2", "wide", "partial+l2sp"]
+    assert entries["lora_r2"] == {"strategy": "lora", "args": {"r": 2}, "model": {}}
+    assert entries["wide"]["model"] == {"backbone_args": {"hidden": [32]}}
+    with pytest.raises(TransferkitError, match="Variants in the config: lora_r2, wide"):
+        plan(cfg, ["lora_r3"])
+    with pytest.raises(TransferkitError, match="unknown config key 'compare.variants.x.arg'"):
+        _cfg(tiny_npz, variants={"x": {"arg": {}}})
+
+
+def test_compare_reads_its_plan_from_the_config(tiny_npz, tmp_path):
+    cfg = _cfg(tiny_npz, strategies=["wide"], shots=[5, "all"], seeds=1,
+               variants={"wide": {"strategy": "full", "model": {"backbone_args": {"in_features": 8, "hidden": [32]}}}})
+    rows = compare(cfg, out=tmp_path / "c", console=Console(file=io.StringIO()))
+    assert {(r["strategy"], r["shots"]) for r in rows} == {(s, k) for s in ("scratch", "wide") for k in (5, "all")}
+    wide = next(r for r in rows if r["strategy"] == "wide")
+    scratch = next(r for r in rows if r["strategy"] == "scratch")
+    assert wide["trainable_parameters"] > scratch["trainable_parameters"]  # the variant's wider model was used

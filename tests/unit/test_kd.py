@@ -45,6 +45,16 @@ def test_feature_matching_brings_the_feature_similarities_closer():
     assert gap() < 0.9 * before
 
 
+def test_transfer_set_adds_imitation_on_unlabelled_inputs():
+    teacher = tiny_model(seed=7).eval()
+    unlabelled = tiny_data(40)
+    history = Trainer(settings(epochs=2), progress=False).fit(
+        tiny_model(seed=1), KD(teacher, transfer_set=unlabelled, batch_size=5), tiny_data())
+    assert history[-1]["train/kd/transfer_distill"] > 0
+    with pytest.raises(TransferkitError, match="'batch_size'"):
+        KD(teacher, transfer_set=unlabelled, batch_size=0)
+
+
 def test_kd_from_a_run_directory(tiny_npz, tmp_path):
     train(tiny_config(tiny_npz), out=tmp_path / "teacher", progress=False)
     cfg = tiny_config(tiny_npz) | {"strategy": {"name": "kd", "args": {"teacher": str(tmp_path / "teacher")}}}

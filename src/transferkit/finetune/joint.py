@@ -17,6 +17,16 @@ def ramp(step: int, start: float, end: float, steps: int) -> float:
     return start + (end - start) * min(step, steps) / steps
 
 
+def draw_batch(data, size: int, seed: int, step: int, device) -> tuple[object, torch.Tensor]:
+    """Batch ``step`` of a seeded stream of random draws from ``data`` (inputs, labels) on ``device``;
+    one draw per step, so a resumed run replays the same batches."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    idx = torch.randint(len(data), (size,), generator=g).tolist()
+    xs, ys = zip(*(data[i] for i in idx))
+    xs = torch.stack(xs).to(device) if isinstance(xs[0], torch.Tensor) else list(xs)
+    return xs, torch.as_tensor(ys, device=device)
+
+
 class Joint(Strategy):
     """Train on the labelled source data alongside the target: each step adds a source batch's loss
     (own head, ``"source"``) with weight lambda and scales the target loss by 1 - lambda
@@ -66,11 +76,6 @@ class Joint(Strategy):
             raise TransferkitError("joint cannot run on cached features; use a strategy that trains on inputs.")
         step = int(self.step)
         self._lambda = ramp(step, self.start, self.end, self.ramp_steps)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        idx = torch.randint(len(self._data), (self.batch_size,), generator=g).tolist()
-        xs, ys = zip(*(self._data[i] for i in idx))
-        device = out.logits.device
-        xs = torch.stack(xs).to(device) if isinstance(xs[0], torch.Tensor) else list(xs)
-        ys = torch.as_tensor(ys, device=device)
+        xs, ys = draw_batch(self._data, self.batch_size, self.seed, step, out.logits.device)
         self.step += 1
         return {"source": self._lambda * F.cross_entropy(model(xs, task="source").logits, ys)}

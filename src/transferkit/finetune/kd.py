@@ -9,6 +9,7 @@ import torch
 from transferkit.errors import TransferkitError
 from transferkit.finetune.base import Strategy, check_number
 from transferkit.finetune.functional import kd_loss, similarity_preserving_loss
+from transferkit.finetune.joint import draw_batch
 from transferkit.model import TransferModel
 
 
@@ -25,16 +26,23 @@ class KD(Strategy):
         temperature: softmax temperature for both models.
         weight: multiplier of the distillation term.
         feature_weight: multiplier of the feature-matching term (0: off).
+        transfer_set: unlabelled inputs (``name:domain`` or a path; labels are ignored) on which the
+            student also imitates the teacher, a batch per step — more to learn from than the
+            labelled examples alone.
+        batch_size: transfer-set examples per step.
+        seed: seed of the transfer-set sampling.
     """
 
     name = "kd"
 
     def __init__(self, teacher: str | Path | TransferModel | None = None, temperature: float = 4.0,
-                 weight: float = 1.0, feature_weight: float = 0.0) -> None:
+                 weight: float = 1.0, feature_weight: float = 0.0, transfer_set: str | None = None,
+                 batch_size: int = 64, seed: int = 0) -> None:
         super().__init__()
         check_number("kd", "temperature", temperature, low=1e-3)
         check_number("kd", "weight", weight, low=0.0)
         check_number("kd", "feature_weight", feature_weight, low=0.0)
+        check_number("kd", "batch_size", batch_size, low=1, integer=True)
         if teacher is None:
             raise TransferkitError("kd: 'teacher' is required; give a trained run directory (args: {teacher: runs/big}).")
         if not isinstance(teacher, TransferModel):
@@ -44,6 +52,28 @@ class KD(Strategy):
         teacher.eval().requires_grad_(False)
         object.__setattr__(self, "teacher", teacher)  # not a submodule: never trained nor checkpointed here
         self.temperature, self.weight, self.feature_weight = float(temperature), float(weight), float(feature_weight)
+        self.transfer_set, self.batch_size, self.seed = transfer_set, int(batch_size), int(seed)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self._transfer = None
+
+    def prepare_model(self, model):
+        if self.transfer_set is not None and self._transfer is None:
+            from transferkit.data import load_dataset
+
+            self._transfer = load_dataset(self.transfer_set) if isinstance(self.transfer_set, str) else self.transfer_set
+        return model
+
+    def _imitate(self, x, out) -> dict[str, torch.Tensor]:
+        """The distillation terms for student outputs ``out`` on inputs ``x``."""
+        with torch.no_grad():
+            teacher_out = self.teacher(x)
+        if teacher_out.logits.shape != out.logits.shape:
+            raise TransferkitError(f"kd: the teacher predicts {teacher_out.logits.shape[-1]} classes but the student "
+                                   f"{out.logits.shape[-1]}; train both on the same label set.")
+        terms = {"distill": self.weight * kd_loss(out.logits, teacher_out.logits, self.temperature)}
+        if self.feature_weight:
+            terms["features"] = self.feature_weight * similarity_preserving_loss(out.features, teacher_out.features)
+        return terms
 
     def loss_terms(self, batch, out, model):
         if batch.precomputed:
@@ -51,13 +81,9 @@ class KD(Strategy):
         device = out.logits.device
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)
-        with torch.no_grad():
-            teacher_out = self.teacher(batch.x)
-        teacher_logits = teacher_out.logits
-        if teacher_logits.shape != out.logits.shape:
-            raise TransferkitError(f"kd: the teacher predicts {teacher_logits.shape[-1]} classes but the student "
-                                   f"{out.logits.shape[-1]}; train both on the same label set.")
-        terms = {"distill": self.weight * kd_loss(out.logits, teacher_logits, self.temperature)}
-        if self.feature_weight:
-            terms["features"] = self.feature_weight * similarity_preserving_loss(out.features, teacher_out.features)
+        terms = self._imitate(batch.x, out)
+        if self._transfer is not None:
+            x, _ = draw_batch(self._transfer, self.batch_size, self.seed, int(self.step), device)
+            self.step += 1
+            terms |= {f"transfer_{k}": v for k, v in self._imitate(x, model(x)).items()}
         return terms
