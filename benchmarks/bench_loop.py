@@ -4,7 +4,7 @@ Same model (small_cnn), data (2,000 MNIST digits from the embedded JDA set), bat
 optimizer; the two loops alternate over several repetitions and the best time of each is kept.
 Prints a JSON line with samples/second for both and their ratio (target >= 0.95).
 
-    python benchmarks/bench_loop.py [--epochs 3] [--reps 3]
+    python benchmarks/bench_loop.py [--epochs 3] [--reps 3] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def model_() -> TransferModel:
     return TransferModel(create_backbone("small_cnn", in_channels=1), create_head("linear", 128, 10))
 
 
-def hand_loop(ds, epochs: int, batch_size: int) -> float:
-    model = model_()
+def hand_loop(ds, epochs: int, batch_size: int, device: str) -> float:
+    model = model_().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sampler = EpochSampler(len(ds), 0)
     loader = DataLoader(ds, batch_size=batch_size, sampler=sampler)
@@ -42,16 +42,19 @@ def hand_loop(ds, epochs: int, batch_size: int) -> float:
     for epoch in range(epochs):
         sampler.use_epoch(epoch)
         for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = F.cross_entropy(model(x).logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    if device == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
-def trainer_loop(ds, epochs: int, batch_size: int) -> float:
+def trainer_loop(ds, epochs: int, batch_size: int, device: str) -> float:
     model = model_()
-    trainer = Trainer(TrainSettings(epochs=epochs, batch_size=batch_size, lr=1e-3, device="cpu"), progress=False)
+    trainer = Trainer(TrainSettings(epochs=epochs, batch_size=batch_size, lr=1e-3, device=device), progress=False)
     t0 = time.perf_counter()
     trainer.fit(model, create_strategy("full"), ds)
     return time.perf_counter() - t0
@@ -62,16 +65,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = ap.parse_args()
     ds = load_dataset("mnist_usps:mnist")
     hand, ours = [], []
     for _ in range(a.reps):
-        hand.append(hand_loop(ds, a.epochs, a.batch_size))
-        ours.append(trainer_loop(ds, a.epochs, a.batch_size))
+        hand.append(hand_loop(ds, a.epochs, a.batch_size, a.device))
+        ours.append(trainer_loop(ds, a.epochs, a.batch_size, a.device))
     n = len(ds) * a.epochs
     result = {"benchmark": "trainer_vs_hand_loop", "samples": n, "batch_size": a.batch_size,
               "hand_samples_per_s": round(n / min(hand), 1), "trainer_samples_per_s": round(n / min(ours), 1),
-              "ratio": round(min(hand) / min(ours), 3), "threads": torch.get_num_threads(),
+              "ratio": round(min(hand) / min(ours), 3), "threads": torch.get_num_threads(), "device": a.device,
               "machine": platform.machine(), "torch": torch.__version__}
     print(json.dumps(result))
 

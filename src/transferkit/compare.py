@@ -52,7 +52,7 @@ def negative_transfer(transfer: list[float], scratch: list[float]) -> bool:
 
 
 def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
-    """Each compared entry -> ``{"strategy", "args", "model"}``: a strategy name (``args`` from the
+    """Each compared entry -> ``{"strategy", "args", "model", "train"}``: a strategy name (``args`` from the
     config's strategy section when it is that strategy) or a variant from ``compare.variants``."""
     entries = {}
     for name in [BASELINE] + [s for s in dict.fromkeys(strategies) if s != BASELINE]:
@@ -66,7 +66,7 @@ def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
                     raise TransferkitError(f"{e} Variants in the config: {', '.join(cfg.compare.variants)}.") from None
                 raise
         args = v.args if v else (cfg.strategy.args if name == cfg.strategy.name else {})
-        entries[name] = {"strategy": strategy, "args": args, "model": v.model if v else {}}
+        entries[name] = {"strategy": strategy, "args": args, "model": v.model if v else {}, "train": v.train if v else {}}
     return entries
 
 
@@ -106,7 +106,7 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
                 run_cfg["name"] = tag.replace("/", "-")
                 run_cfg["data"] |= {"shots": k, "seed": seed}
                 run_cfg["model"] |= entry["model"]
-                run_cfg["train"]["seed"] = seed
+                run_cfg["train"] |= entry["train"] | {"seed": seed}
                 run_cfg["strategy"] = {"name": entry["strategy"], "args": entry["args"]}
                 res = train(run_cfg, out=out / tag)
                 runs.setdefault((name, k), []).append(res.metrics | {"run": str(res.run_dir)})

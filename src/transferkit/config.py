@@ -66,6 +66,7 @@ class Variant(_Strict):
     strategy: str | None = None  # the strategy this entry runs (None: the entry's own name)
     args: dict[str, Any] = {}  # its keyword arguments
     model: dict[str, Any] = {}  # keys of the model section that differ for it (e.g. another backbone)
+    train: dict[str, Any] = {}  # keys of the train section that differ for it (e.g. more epochs)
 
 
 class CompareConfig(_Strict):

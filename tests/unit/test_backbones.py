@@ -108,3 +108,15 @@ def test_hf_text_encoder_loads_packaged_minilm():
         f = bb.features(["a great kettle", "it broke after a week", "a great kettle"])
     assert f.shape == (3, 384) and torch.allclose(f[0], f[2])
     assert torch.cosine_similarity(f[0], f[1], dim=0) < 0.99
+
+
+def test_hf_text_takes_a_fine_tuned_weights_file(tmp_path):
+    from safetensors.torch import save_file
+
+    bb = create_backbone("hf_text").eval()
+    state = {f"backbone.{k}": v.clone() for k, v in bb.state_dict().items()}
+    key = next(k for k in state if k.endswith("LayerNorm.weight"))
+    state[key] += 0.5  # a "fine-tuned" encoder, as a run's model.safetensors holds it
+    save_file(state, tmp_path / "model.safetensors")
+    tuned = create_backbone("hf_text", weights=tmp_path / "model.safetensors")
+    assert torch.equal(tuned.state_dict()[key[len("backbone."):]], state[key])

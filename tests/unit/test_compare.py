@@ -31,11 +31,12 @@ def _cfg(tiny_npz, **compare):
 
 def test_plan_resolves_strategies_and_variants(tiny_npz):
     cfg = _cfg(tiny_npz, variants={"lora_r2": {"strategy": "lora", "args": {"r": 2}},
-                                   "wide": {"strategy": "feature_extraction", "model": {"backbone_args": {"hidden": [32]}}}})
+                                   "wide": {"strategy": "feature_extraction", "model": {"backbone_args": {"hidden": [32]}},
+                                            "train": {"epochs": 7}}})
     entries = plan(cfg, ["full", "lora_r2", "wide", "partial+l2sp"])
     assert list(entries) == ["scratch", "full", "lora_r2", "wide", "partial+l2sp"]
-    assert entries["lora_r2"] == {"strategy": "lora", "args": {"r": 2}, "model": {}}
-    assert entries["wide"]["model"] == {"backbone_args": {"hidden": [32]}}
+    assert entries["lora_r2"] == {"strategy": "lora", "args": {"r": 2}, "model": {}, "train": {}}
+    assert entries["wide"]["model"] == {"backbone_args": {"hidden": [32]}} and entries["wide"]["train"] == {"epochs": 7}
     with pytest.raises(TransferkitError, match="Variants in the config: lora_r2, wide"):
         plan(cfg, ["lora_r3"])
     with pytest.raises(TransferkitError, match="unknown config key 'compare.variants.x.arg'"):

@@ -72,9 +72,9 @@ def create_backbone(name: str, weights: str | Path | None = None, **kwargs) -> B
     else:
         factory = BACKBONES.get(name)
         check_kwargs(f"Backbone '{name}'", factory, kwargs, hidden=("path",))
-    if name == "hf_text":
-        return factory(path=weights, **kwargs)
-    backbone = factory(**kwargs)
+    if name == "hf_text" and not (weights is not None and Path(weights).is_file()):
+        return factory(path=weights, **kwargs)  # a Hugging Face folder (or the packaged MiniLM)
+    backbone = factory(**kwargs)  # for hf_text, a weights file is a fine-tuned run's model.safetensors
     if weights is not None:
         if weights == "imagenet":
             if name not in ARCHS:
