@@ -5,14 +5,15 @@ f(x) = g(h(x)): a source backbone h, a head g for the target task, and a strateg
 
 from transferkit.api import evaluate_run, load_run, predict, train
 from transferkit.backbones import create_backbone, list_backbones
-from transferkit.config import RunConfig, load_config
+from transferkit.config import RunConfig, StrategyConfig, load_config
 from transferkit.data import load_dataset
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
 from transferkit.finetune import Compose, Strategy, create_strategy
+from transferkit.compare import compare
 from transferkit.model import Output, TransferModel
 
 __version__ = "0.1.0"
-__all__ = ["train", "load_run", "evaluate_run", "predict", "create_backbone", "list_backbones", "RunConfig",
+__all__ = ["compare", "StrategyConfig", "train", "load_run", "evaluate_run", "predict", "create_backbone", "list_backbones", "RunConfig",
            "load_config", "load_dataset", "Trainer", "TransferkitError", "Compose", "Strategy", "create_strategy",
            "Output", "TransferModel"]

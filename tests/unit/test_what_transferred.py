@@ -31,3 +31,11 @@ def test_frozen_stages_show_no_change_and_full_similarity():
     assert [r["weight_change"] for r in rows[:-1]] == [0.0] * (len(rows) - 1)
     assert all(r["cka"] == pytest.approx(1.0) for r in rows[:-1])
     assert rows[-1]["weight_change"] > 0
+
+
+def test_cka_gram_form_for_wide_features_matches_the_feature_form():
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 4), torch.randn(6, 5)
+    wide_x, wide_y = torch.cat([x, torch.zeros(6, 40)], 1), torch.cat([y, torch.zeros(6, 40)], 1)  # same CKA, wide
+    assert linear_cka(wide_x, wide_y) == pytest.approx(linear_cka(x, y), rel=1e-9)
+    assert linear_cka(wide_x, wide_x) == pytest.approx(1.0)

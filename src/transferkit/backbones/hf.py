@@ -38,7 +38,9 @@ class HFTextEncoder(Backbone):
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.encoder = AutoModel.from_pretrained(str(path), local_files_only=True)
+        # float32 parameters whatever the file stores (half-precision files train badly otherwise);
+        # mixed precision is the trainer's job
+        self.encoder = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
         self.num_features = int(self.encoder.config.hidden_size)
         self.pooling = pooling
         self.max_length = max_length

@@ -32,8 +32,12 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """
     x = x.double() - x.double().mean(0, keepdim=True)
     y = y.double() - y.double().mean(0, keepdim=True)
-    num = torch.linalg.matrix_norm(y.T @ x) ** 2
-    den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+    if x.shape[1] + y.shape[1] > 2 * x.shape[0]:  # wide features (e.g. flattened maps): N x N Gram form,
+        kx, ky = x @ x.T, y @ y.T  # since ||Y^T X||_F^2 = <X X^T, Y Y^T>_F for centred X, Y
+        num, den = (kx * ky).sum(), torch.linalg.matrix_norm(kx) * torch.linalg.matrix_norm(ky)
+    else:
+        num = torch.linalg.matrix_norm(y.T @ x) ** 2
+        den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
     return float(num / den) if den > 0 else float("nan")
 
 
