@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean-venv
+.PHONY: demo test test-fast bench suite clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_loop.py
 	TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} $(PY) benchmarks/bench_feature_cache.py
+
+# The MNIST -> USPS transfer suite of BENCHMARKS.md (about 30 minutes on 2 CPU cores)
+suite: $(STAMP)
+	export TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data}; \
+	$(VENV)/bin/transferkit train examples/mnist_source.yaml --out runs/mnist_source --overwrite && \
+	$(VENV)/bin/transferkit train examples/mnist_source.yaml --out runs/mnist_source_small --overwrite \
+	  --set model.backbone_args.width=16 --set model.backbone_args.num_features=64 --set train.seed=1 && \
+	$(VENV)/bin/transferkit compare examples/usps_suite.yaml --out runs/usps_suite --overwrite
 
 clean-venv:
 	rm -rf $(VENV)
