@@ -38,3 +38,19 @@ def test_adapters_on_real_backbones_train_under_five_percent():
         x = ["a fine kettle", "broke at once"] if name == "hf_text" else torch.randn(2, 3, 32, 32)
         with torch.no_grad():
             assert model(x).logits.shape == (2, 2)
+
+
+def test_adapters_save_alone_and_load_into_the_source_model(tmp_path):
+    from transferkit.finetune import load_adapter, save_adapter
+
+    model = tiny_model()
+    Trainer(settings(epochs=3, lr=0.05), progress=False).fit(model, Adapters(stages=2), tiny_data())
+    path = save_adapter(model, tmp_path / "adapters.safetensors")
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    assert saved and all(k.startswith(("backbone.adapters.", "heads.")) for k in saved)
+    other = Adapters(stages=2).prepare_model(tiny_model())  # the same source weights, fresh adapters
+    load_adapter(other, path)
+    x = tiny_data().x[:4]
+    assert torch.equal(model.eval()(x).logits, other.eval()(x).logits)

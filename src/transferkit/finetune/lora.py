@@ -79,12 +79,14 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the LoRA tensors and the heads: what a LoRA run adds to its source weights."""
-    return {k: v for k, v in model.state_dict().items() if LORA_KEY in k or k.startswith("heads.")}
+    """Only the LoRA tensors or bottleneck adapters, and the heads: what a ``lora`` or ``adapters``
+    run adds to its source weights."""
+    return {k: v for k, v in model.state_dict().items()
+            if LORA_KEY in k or k.startswith(("heads.", "backbone.adapters."))}
 
 
 def save_adapter(model: nn.Module, path: str | Path) -> Path:
-    """Write the adapter (LoRA tensors + heads) alone as safetensors."""
+    """Write the adapter (LoRA tensors or bottleneck adapters, + heads) alone as safetensors."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -93,11 +95,11 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
 
 
 def load_adapter(model: nn.Module, path: str | Path) -> None:
-    """Load a saved adapter into a model prepared with the same LoRA settings."""
+    """Load a saved adapter into a model prepared with the same ``lora`` / ``adapters`` settings."""
     from safetensors.torch import load_file
 
     state = load_file(str(path))
     own = model.state_dict()
     if not state or any(k not in own or own[k].shape != v.shape for k, v in state.items()):
-        raise TransferkitError(f"Adapter '{path}' does not fit this model; prepare it with the same lora settings.")
+        raise TransferkitError(f"Adapter '{path}' does not fit this model; prepare it with the same lora or adapters settings.")
     model.load_state_dict(state, strict=False)
