@@ -151,3 +151,14 @@ def test_compare_writes_one_report(config_file, tmp_path):
     assert (out / "results.csv").read_text().startswith("strategy,shots,accuracy_mean")
     assert (out / "report.html").read_text().count("data:image/png;base64") == 3  # bars, data efficiency, curves
     _expect_error(cli("compare", config_file, "--strategies", "ful", "--out", tmp_path / "c2"), "Did you mean 'full'")
+
+
+def test_compare_takes_its_plan_from_the_config(tiny_npz, tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tiny_npz, epochs=1) | {"compare": {
+        "strategies": ["full", "big"], "shots": [4], "seeds": 2,
+        "variants": {"big": {"strategy": "full", "model": {"backbone_args": {"in_features": 8, "hidden": [64]}}}}}}))
+    r = cli("compare", path, "--out", tmp_path / "cmp")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "cmp" / "results.json").read_text())["rows"]
+    assert [(x["strategy"], x["shots"], x["seeds"]) for x in rows] == [("scratch", 4, 2), ("full", 4, 2), ("big", 4, 2)]
