@@ -27,6 +27,7 @@ class Family(str, Enum):
     strategies = "strategies"
     datasets = "datasets"
     heads = "heads"
+    continual = "continual"
 
 
 @app.callback()
@@ -85,11 +86,13 @@ def predict(
 def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> None:
     """List the registered backbones, strategies, heads or datasets."""
     from transferkit.backbones import BACKBONES
+    from transferkit.continual import CONTINUAL
     from transferkit.data import DATASETS
     from transferkit.finetune import STRATEGIES
     from transferkit.heads import HEADS
 
-    registry = {"backbones": BACKBONES, "strategies": STRATEGIES, "datasets": DATASETS, "heads": HEADS}[family.value]
+    registry = {"backbones": BACKBONES, "strategies": STRATEGIES, "datasets": DATASETS, "heads": HEADS,
+                "continual": CONTINUAL}[family.value]
     table = Table(title=family.value)
     table.add_column("name")
     table.add_column("description")
@@ -99,6 +102,35 @@ def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> No
             desc += f" (domains: {', '.join(registry.get(name).domains)})"
         table.add_row(name, desc)
     console.print(table)
+
+
+@app.command()
+def continual(
+    config: Annotated[Path, typer.Argument(help="YAML config with stream, model, strategy, train (and compare).")],
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<name>).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: strategy.name=er.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option(help="Go on after the last finished task of the run in --out.")] = False,
+) -> None:
+    """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
+    from transferkit.config import ContinualConfig, load_config
+    from transferkit.continual.run import comparison_rows, run_continual
+
+    cfg = load_config(config, set_ or [], schema=ContinualConfig)
+    out = out or Path("runs") / (cfg.name or config.stem)
+    results = run_continual(cfg, out, overwrite=overwrite, resume=resume,
+                            on_task=lambda r: console.print(
+                                f"task {r['task']} ({r['name']}): {r['seconds']:.1f} s, mean accuracy on tasks seen "
+                                + ", ".join(f"{k.split('/')[1]} {100 * v:.1f}%" for k, v in r.items()
+                                            if k.startswith("seen_accuracy/"))))
+    table = Table(title=f"continual: {cfg.name or config.stem}")
+    for col in ("strategy", "setting", "avg accuracy %", "forgetting %", "BWT %", "FWT %", "seconds"):
+        table.add_column(col)
+    for r in comparison_rows(results):
+        table.add_row(r["strategy"], r["setting"], *(str(r.get(k, "")) for k in ("average_accuracy", "forgetting", "bwt",
+                                                                                   "fwt", "seconds")))
+    console.print(table)
+    console.print(f"Run written to {out} (report: {out / 'report.html'})")
 
 
 @app.command()

@@ -85,6 +85,37 @@ class RunConfig(_Strict):
     compare: CompareConfig = CompareConfig()  # used by `transferkit compare` only
 
 
+class StreamConfig(_Strict):
+    kind: Literal["split_classes", "permuted", "rotated", "sequence"] = "split_classes"  # how tasks differ
+    dataset: str = "mnist"  # a dataset name with train/test domains (mnist), or "name:domain" / a path (test split off)
+    datasets: list[str] = []  # kind=sequence: one "name:domain" per task, same labels
+    scenario: Literal["class", "task", "domain"] | None = None  # default: class for split_classes, else domain
+    classes_per_task: int = Field(2, ge=1)  # split_classes: classes in each task
+    order: list[int] | None = None  # split_classes: class order (default 0, 1, 2, ...)
+    multi_head: bool = False  # task scenario: one head per task instead of masked logits
+    tasks: int = Field(5, ge=1)  # permuted / rotated: number of tasks
+    max_degrees: float = Field(180.0, gt=0)  # rotated: angles drawn from [0, max_degrees)
+    seed: int = 0  # permutations, angles and test splits
+    test_fraction: float = Field(0.2, gt=0, lt=1)  # held out when a dataset has no test domain
+    image_size: int | None = Field(None, ge=1)  # resize images (to line up the datasets of a sequence)
+    data_dir: str | None = None  # folder with named external datasets (else $TRANSFERKIT_DATA)
+
+
+class ContinualCompare(_Strict):
+    strategies: list[str] = []  # strategy or variant names also run on the same stream, for the comparison table
+    variants: dict[str, Variant] = {}  # named set-ups: {er_500: {strategy: er, args: {size: 500}}}
+
+
+class ContinualConfig(_Strict):
+    name: str | None = None  # shown in reports
+    stream: StreamConfig = StreamConfig()
+    model: ModelConfig = ModelConfig()
+    strategy: StrategyConfig = StrategyConfig(name="naive")  # a name from `transferkit list continual`; "a+b" composes
+    train: TrainSettings = TrainSettings()  # per task
+    deterministic: bool = False  # torch deterministic algorithms (bit-identical resumes on GPU too)
+    compare: ContinualCompare = ContinualCompare()
+
+
 def _fields(model: type[BaseModel], loc: tuple) -> list[str]:
     for key in loc:
         ann = model.model_fields.get(str(key))
@@ -94,12 +125,12 @@ def _fields(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _explain(err: ValidationError, source: str) -> TransferkitError:
+def _explain(err: ValidationError, source: str, schema: type[BaseModel] = RunConfig) -> TransferkitError:
     e = err.errors()[0]
     loc = tuple(e["loc"])
     key = ".".join(map(str, loc))
     if e["type"] == "extra_forbidden":
-        known = _fields(RunConfig, loc[:-1])
+        known = _fields(schema, loc[:-1])
         where = f" in '{'.'.join(map(str, loc[:-1]))}'" if len(loc) > 1 else ""
         return TransferkitError(
             f"{source}: unknown config key '{key}'.{did_you_mean(str(loc[-1]), known)} Known keys{where}: {', '.join(known)}."
@@ -132,17 +163,20 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> RunConfig:
+def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None, schema=RunConfig):
+    """Validate a config mapping against ``schema`` (``RunConfig``, or ``ContinualConfig``)."""
     if not isinstance(raw, dict):
-        raise TransferkitError(f"{source}: the config must be a mapping of sections (data, model, strategy, train).")
+        sections = ", ".join(n for n, f in schema.model_fields.items() if isinstance(f.annotation, type)
+                             and issubclass(f.annotation, BaseModel))
+        raise TransferkitError(f"{source}: the config must be a mapping of sections ({sections}).")
     raw = apply_overrides(raw, overrides or [])
     try:
-        return RunConfig.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as err:
-        raise _explain(err, source) from None
+        raise _explain(err, source, schema) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+def load_config(path: str | Path, overrides: list[str] | None = None, schema=RunConfig):
     """Read a YAML config file, apply ``--set`` overrides, validate."""
     path = Path(path)
     if not path.is_file():
@@ -153,8 +187,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise TransferkitError(f"Config file '{path}' is not valid YAML{where}; fix the syntax there.") from None
-    return parse_config(raw if raw is not None else {}, source=str(path), overrides=overrides)
+    return parse_config(raw if raw is not None else {}, source=str(path), overrides=overrides, schema=schema)
 
 
-def dump_config(cfg: RunConfig) -> str:
+def dump_config(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from transferkit.backbones.base import Backbone
+from transferkit.errors import TransferkitError
 
 
 class MLP(Backbone):
@@ -15,12 +16,17 @@ class MLP(Backbone):
         in_features: size of the flattened input.
         hidden: widths of the hidden layers; the last one is ``num_features``.
         dropout: dropout after each hidden layer.
+        init: ``"default"`` (PyTorch's) or ``"xavier"`` (Glorot-uniform weights, zero biases, as in
+            the continual-learning MNIST protocols of Buzzega et al., 2020).
     """
 
     input_kind = "vector"
 
-    def __init__(self, in_features: int = 256, hidden: tuple[int, ...] = (256, 128), dropout: float = 0.0) -> None:
+    def __init__(self, in_features: int = 256, hidden: tuple[int, ...] = (256, 128), dropout: float = 0.0,
+                 init: str = "default") -> None:
         super().__init__()
+        if init not in ("default", "xavier"):
+            raise TransferkitError(f"mlp: 'init' must be 'default' or 'xavier'; got {init!r}.")
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for h in hidden:
@@ -28,6 +34,11 @@ class MLP(Backbone):
             width = h
         self.blocks = nn.Sequential(*layers)
         self.num_features = width
+        if init == "xavier":
+            for m in self.blocks:
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)

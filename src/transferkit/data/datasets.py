@@ -44,6 +44,8 @@ class ArrayDataset(Dataset):
         x: ``[N, ...]``; y: ``[N]`` integer labels.
     """
 
+    batch_indexable = True  # ``ds[list_of_indices]`` returns a whole batch
+
     def __init__(self, x: Any, y: Any, name: str = "arrays", class_names: list[str] | None = None) -> None:
         x = np.asarray(x) if not isinstance(x, torch.Tensor) else x
         self.targets = _check_labels(np.asarray(y), name)

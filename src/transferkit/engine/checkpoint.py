@@ -119,3 +119,31 @@ def read_checkpoint(path: Path, model: nn.Module, strategy: nn.Module | None = N
     state = json.loads((path / "state.json").read_text())
     optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
     return state, optim
+
+
+def save_task_checkpoint(ckpt_root: Path, index: int, model: nn.Module, strategy: nn.Module, state: dict) -> Path:
+    """Continual learning: after task ``index`` write the whole model, the strategy's state
+    (buffers, Fisher, teachers) and ``state`` to ``task-XXXX``, atomically; point ``LATEST`` at it
+    and drop older task checkpoints."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final, tmp = ckpt_root / f"task-{index:04d}", ckpt_root / f".task-{index:04d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    _save_tensors(model.state_dict(), tmp / MODEL_FILE)
+    if strategy.state_dict():
+        _save_tensors(strategy.state_dict(), tmp / STRATEGY_FILE)
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(ckpt_root / "LATEST", final.name)
+    for old in ckpt_root.glob("task-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read_task_checkpoint(path: Path, model: nn.Module, strategy: nn.Module) -> dict:
+    load_weights(model, path / MODEL_FILE)
+    if (path / STRATEGY_FILE).is_file():
+        strategy.load_state_dict(load_file(str(path / STRATEGY_FILE)))
+    return json.loads((path / "state.json").read_text())

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from transferkit.config import TrainSettings
 from transferkit.engine import checkpoint as ckpt
-from transferkit.engine.evaluate import evaluate
+from transferkit.engine.evaluate import evaluate, move
 from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TrainingDiverged, TransferkitError
 from transferkit.finetune.base import Batch, Phase, Strategy, all_parameters_phase
@@ -114,22 +114,28 @@ class Trainer:
             raise TransferkitError("train.device is 'cuda' but no GPU is visible; set train.device to 'auto' or 'cpu'.")
 
     # -- one epoch --------------------------------------------------------------------------
-    def _train_epoch(self, model, strategy, loader, optimizer, phase: Phase, bar: EpochProgress) -> dict[str, float]:
+    def _train_epoch(self, model, strategy, loader, optimizer, phase: Phase, bar: EpochProgress,
+                     head: str | None = None) -> dict[str, float]:
         acc, sums, steps = self.accelerator, {}, 0
         model.train()
         for module in frozen_modules(acc.unwrap_model(model)):  # frozen parts behave as at inference (BatchNorm statistics, dropout)
             module.eval()
+        device = acc.device
         for x, y in loader:
-            batch = strategy.prepare_batch(Batch(x, y, precomputed=phase.precomputed))
+            raw = Batch(move(x, device), move(y, device), task=head, precomputed=phase.precomputed)
+            batch = strategy.prepare_batch(raw)
             with acc.accumulate(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
                 terms = {"task": F.cross_entropy(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
                 # the task loss is weighted by the strategy (joint training); strategy terms carry their own weight
                 loss = strategy.task_weight() * terms["task"] + sum(v for k, v in terms.items() if k != "task")
                 acc.backward(loss)
+                if acc.sync_gradients:
+                    strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
                 if self.s.max_grad_norm and acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), self.s.max_grad_norm)
                 optimizer.step()
+                strategy.after_step(model, raw, out)  # e.g. replay stores the stream batch, SI its path integral
                 optimizer.zero_grad(set_to_none=True)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.detach()
@@ -141,7 +147,9 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, model: TransferModel, strategy: Strategy, train: Dataset, val: Dataset | None = None,
-            resume: bool = False) -> list[dict]:
+            resume: bool = False, task=None, head: str | None = None) -> list[dict]:
+        """Train on ``train``; ``task`` (a name or a continual-learning experience) goes to
+        ``strategy.after_task``, ``head`` names the head the batches train (None: the default)."""
         s, acc = self.s, self.accelerator
         set_seed(s.seed)
         model = strategy.prepare_model(model)
@@ -171,7 +179,7 @@ class Trainer:
                 set_seed(s.seed * 1000 + epoch)  # dropout etc. replay identically after a resume
                 with EpochProgress(len(loader), self.progress, f"epoch {epoch + 1}/{s.epochs} [{phase.name}]") as bar:
                     record = {"epoch": epoch + 1, "phase": phase.name} | self._train_epoch(
-                        model, strategy, loader, optimizer, phase, bar)
+                        model, strategy, loader, optimizer, phase, bar, head)
                 if not all(math.isfinite(v) for k, v in record.items() if k.startswith("train/")):
                     self._diverged(epoch, state)
                 if val_data is not None:
@@ -183,7 +191,7 @@ class Trainer:
             start = end
         if self.run_dir and state.best_epoch is not None and s.restore_best and val is not None and len(val):
             ckpt.load_weights(plain, ckpt_root / f"epoch-{state.best_epoch - 1:04d}" / ckpt.MODEL_FILE, partial=True)
-        strategy.after_task(plain, plain.default_task)
+        strategy.after_task(plain, task if task is not None else plain.default_task)
         return state.history
 
     def _start_phase(self, plain, strategy, phase: Phase, train, val, optim_state, state: TrainState):
@@ -199,8 +207,13 @@ class Trainer:
         train_data = strategy.prepare_data(plain, train, phase)
         val_data = strategy.prepare_data(plain, val, phase) if val is not None and len(val) else None
         sampler = EpochSampler(len(train_data), s.seed)
-        loader = DataLoader(train_data, batch_size=s.batch_size, sampler=sampler, num_workers=s.num_workers)
-        return acc.prepare(optimizer), acc.prepare(loader), sampler, val_data
+        if getattr(train_data, "batch_indexable", False) and acc.num_processes == 1 and not s.num_workers:
+            # in-memory tensors: index a whole batch at once instead of item by item and collating
+            loader = DataLoader(train_data, batch_size=None, sampler=BatchSampler(sampler, s.batch_size, drop_last=False))
+        else:
+            loader = acc.prepare(DataLoader(train_data, batch_size=s.batch_size, sampler=sampler,
+                                            num_workers=s.num_workers))
+        return acc.prepare(optimizer), loader, sampler, val_data
 
     def _end_epoch(self, model, optimizer, state: TrainState, record: dict, epoch: int) -> bool:
         """Log, track the best epoch, checkpoint; return True to stop early."""

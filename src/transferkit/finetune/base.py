@@ -6,7 +6,10 @@ The trainer asks a strategy, never the other way round:
 - ``prepare_data(model, dataset, phase) -> dataset``  e.g. swap images for cached features;
 - ``prepare_batch(batch) -> batch``  e.g. mix in replayed samples;
 - ``loss_terms(batch, out, model) -> dict[str, Tensor]``  extra (already weighted) loss terms;
-- ``after_task(model, task) -> None``  e.g. estimate a Fisher matrix after a task.
+- ``after_backward(model, batch) -> None``  e.g. project the gradient (A-GEM);
+- ``after_step(model, batch, out) -> None``  e.g. store the stream batch in a replay buffer;
+- ``before_task(model, task) -> None`` / ``after_task(model, task) -> None``  around each task of a
+  stream (e.g. estimate a Fisher matrix after it); ``task`` is a name or a continual ``Experience``.
 """
 
 from __future__ import annotations
@@ -100,7 +103,20 @@ class Strategy(nn.Module):
         """``loss_terms`` with keys as ``"<strategy>/<term>"``."""
         return {f"{self.name}/{k}": v for k, v in self.loss_terms(batch, out, model).items()}
 
-    def after_task(self, model: TransferModel, task: str) -> None:
+    def after_backward(self, model: TransferModel, batch: Batch) -> None:
+        return None
+
+    def after_step(self, model: TransferModel, batch: Batch, out: Output) -> None:
+        return None
+
+    def before_task(self, model: TransferModel, task) -> None:
+        return None
+
+    def after_task(self, model: TransferModel, task) -> None:
+        return None
+
+    def predict(self, model: TransferModel, x, task: str | None = None) -> torch.Tensor | None:
+        """Scores to classify ``x`` with, if the strategy has its own classifier (iCaRL's nearest mean)."""
         return None
 
 
@@ -145,6 +161,21 @@ class Compose(Strategy):
             terms |= s.named_loss_terms(batch, out, model)
         return terms
 
+    def after_backward(self, model, batch):
+        for s in self.parts:
+            s.after_backward(model, batch)
+
+    def after_step(self, model, batch, out):
+        for s in self.parts:
+            s.after_step(model, batch, out)
+
+    def before_task(self, model, task):
+        for s in self.parts:
+            s.before_task(model, task)
+
     def after_task(self, model, task):
         for s in self.parts:
             s.after_task(model, task)
+
+    def predict(self, model, x, task=None):
+        return next((p for s in self.parts if (p := s.predict(model, x, task)) is not None), None)

@@ -13,9 +13,16 @@ HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
 
 
 @HEADS.register("linear")
-def linear(in_features: int, num_classes: int, dropout: float = 0.0) -> nn.Module:
-    """A single linear layer (with optional dropout before it)."""
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
+def linear(in_features: int, num_classes: int, dropout: float = 0.0, init: str = "default") -> nn.Module:
+    """A single linear layer (with optional dropout before it); ``init="xavier"``: Glorot-uniform
+    weights and zero bias."""
+    layer = nn.Linear(in_features, num_classes)
+    if init == "xavier":
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    elif init != "default":
+        raise TransferkitError(f"linear head: 'init' must be 'default' or 'xavier'; got {init!r}.")
+    return nn.Sequential(nn.Dropout(dropout), layer)
 
 
 @HEADS.register("bottleneck")

@@ -1,0 +1,134 @@
+"""Split-MNIST class-IL with transferkit and with Avalanche side by side, in one process:
+same MLP (same initial weights), SGD, batch 10, one epoch per task, same buffer sizes and
+weights, evaluation of every task after each (batch 1000). Reports wall time per strategy, the
+ratio transferkit / Avalanche, and the final average class-IL accuracy of both.
+
+Avalanche lives only in the benchmark's own environment (see requirements.txt):
+    make bench-avalanche          # creates .venv-bench, then runs this file
+
+Note on buffers: transferkit's ER and DER++ fill a reservoir online; Avalanche's Replay fills an
+experience-balanced buffer at the end of each experience (its default), its DER a
+class-balanced one. Both hold at most the same number of examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from protocols import SPLIT, mlp, mnist, settings, stream, strategy_args  # noqa: E402
+
+from transferkit.continual import create_continual_strategy, train_stream  # noqa: E402
+
+# strategy -> (transferkit name, buffer, avalanche factory)
+CASES = {
+    "Naive": ("naive", None),
+    "EWC": ("ewc", None),
+    "LwF": ("lwf", None),
+    "ER(200)": ("er", 200),
+    "DER++(200)": ("derpp", 200),
+}
+EWC_WEIGHT = 90.0  # the Split-MNIST oEWC weight of the protocol, used for plain EWC on both sides
+
+
+class Logits(nn.Module):
+    """transferkit's model returns Output(logits, features); Avalanche expects a tensor."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).logits
+
+
+def avalanche_run(case: str, seed: int, train, test) -> tuple[float, float]:
+    from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+    from avalanche.benchmarks.utils import as_classification_dataset
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.supervised import DER, EWC, LwF, Naive, Replay
+
+    class Tensors(torch.utils.data.TensorDataset):
+        def __init__(self, ds):
+            super().__init__(ds.x, ds.y)
+            self.targets = ds.y.tolist()
+
+    bench = class_incremental_benchmark({"train": as_classification_dataset(Tensors(train)),
+                                         "test": as_classification_dataset(Tensors(test))},
+                                        class_order=list(range(10)), num_experiences=5)
+    name, buffer = CASES[case]
+    lr, kw = SPLIT[("oewc" if name == "ewc" else name, buffer)]
+    model = Logits(mlp(seed))
+    common = dict(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=lr), criterion=nn.CrossEntropyLoss(),
+                  train_mb_size=10, train_epochs=1, eval_mb_size=1000, device="cpu",
+                  evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]))
+    if name == "naive":
+        strat = Naive(**common)
+    elif name == "ewc":
+        strat = EWC(ewc_lambda=EWC_WEIGHT, mode="separate", **common)
+    elif name == "lwf":
+        strat = LwF(alpha=kw["weight"], temperature=kw["temperature"], **common)
+    elif name == "er":
+        strat = Replay(mem_size=buffer, **common)
+    else:
+        strat = DER(mem_size=buffer, batch_size_mem=kw["batch_size"], alpha=kw["weight"], beta=kw["replay_weight"],
+                    **common)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    for exp in bench.train_stream:
+        strat.train(exp)
+        res = strat.eval(bench.test_stream)
+    seconds = time.perf_counter() - t0
+    acc = next(v for k, v in res.items() if k.startswith("Top1_Acc_Stream/eval_phase/test_stream"))
+    return seconds, 100 * float(acc)
+
+
+def transferkit_run(case: str, seed: int, s) -> tuple[float, float]:
+    name, buffer = CASES[case]
+    lr, kw = SPLIT[("oewc" if name == "ewc" else name, buffer)]
+    kw = {"weight": EWC_WEIGHT} if name == "ewc" else kw
+    strategy = create_continual_strategy(name, **strategy_args(name, buffer, kw))
+    t0 = time.perf_counter()
+    res = train_stream(mlp(seed), strategy, s, settings("split", lr, seed), progress=False)
+    return time.perf_counter() - t0, 100 * res.summary()["class_il"]["average_accuracy"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--out", default="benchmarks/results/continual_vs_avalanche.json")
+    a = ap.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    train, test = mnist()
+    s = stream("split", train, test)
+    rows = []
+    for case in CASES:
+        if a.only and case not in a.only.split(","):
+            continue
+        for seed in range(a.seeds):
+            tk_s, tk_acc = transferkit_run(case, seed, s)
+            av_s, av_acc = avalanche_run(case, seed, train, test)
+            row = {"strategy": case, "seed": seed, "transferkit_s": round(tk_s, 1), "avalanche_s": round(av_s, 1),
+                   "ratio": round(tk_s / av_s, 3), "transferkit_acc": round(tk_acc, 2), "avalanche_acc": round(av_acc, 2)}
+            rows.append(row)
+            print(row, flush=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(rows, indent=1))
+    print("| strategy | transferkit s | Avalanche s | ratio | transferkit class-IL % | Avalanche class-IL % |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['strategy']} | {r['transferkit_s']} | {r['avalanche_s']} | {r['ratio']} | {r['transferkit_acc']} | "
+              f"{r['avalanche_acc']} |")
+
+
+if __name__ == "__main__":
+    main()

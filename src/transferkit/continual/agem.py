@@ -1,0 +1,52 @@
+"""Averaged Gradient Episodic Memory (Chaudhry et al., 2019)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from transferkit.continual.base import ContinualStrategy
+from transferkit.continual.functional import agem_project
+from transferkit.continual.replay import make_buffer
+from transferkit.finetune.base import check_number
+
+
+class AGEM(ContinualStrategy):
+    """Keep an episodic memory of ``size / tasks`` examples per finished task; at each step, if the
+    gradient would increase the loss on a memory batch (negative dot product with its gradient),
+    project it onto the half-space where it does not.
+
+    Args:
+        size: memory size in examples, shared equally by the stream's tasks.
+        batch_size: memory examples for the reference gradient.
+    """
+
+    name = "agem"
+
+    def __init__(self, size: int = 200, batch_size: int = 128) -> None:
+        super().__init__()
+        check_number("agem", "batch_size", batch_size, low=1, integer=True)
+        self.batch_size = batch_size
+        self.buffer = make_buffer("agem", size, "reservoir")
+
+    def after_backward(self, model, batch):
+        if len(self.buffer) == 0:
+            return
+        params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
+        mem = self.buffer.sample(self.batch_size)
+        loss = F.cross_entropy(model(mem["x"], task=batch.task).logits, mem["y"])
+        ref = torch.autograd.grad(loss, params, allow_unused=True)
+        g = torch.cat([p.grad.flatten() for p in params])
+        g_ref = torch.cat([(r if r is not None else torch.zeros_like(p)).flatten() for r, p in zip(ref, params)])
+        projected = agem_project(g, g_ref)
+        if projected is not g:
+            offset = 0
+            for p in params:
+                p.grad.copy_(projected[offset:offset + p.numel()].view_as(p))
+                offset += p.numel()
+
+    def after_task(self, model, task):
+        per_task = self.buffer.size // max(getattr(task, "n_experiences", 1), 1)
+        idx = torch.randperm(len(task.train))[:per_task].tolist()
+        x, y = task.train[idx]
+        self.buffer.add(x.to(self.buffer.seen.device), torch.as_tensor(y).to(self.buffer.seen.device))

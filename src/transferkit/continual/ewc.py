@@ -1,0 +1,86 @@
+"""Elastic Weight Consolidation (Kirkpatrick et al., 2017) and its online form (Schwarz et al., 2018)."""
+
+from __future__ import annotations
+
+import torch
+
+from transferkit.continual.base import ContinualStrategy, snapshot, trainable
+from transferkit.continual.functional import fisher_diagonal, quadratic_penalty
+from transferkit.finetune.base import check_number
+
+
+class EWC(ContinualStrategy):
+    """Penalise moving the weights that mattered for earlier tasks:
+    ``weight * sum_t sum_i F_t,i (theta_i - theta*_t,i)^2`` added to the task loss.
+
+    After each task the diagonal Fisher ``F`` is estimated on that task's training data (per-sample
+    gradients, all at once with ``torch.func``) and the weights are anchored. Plain EWC keeps one
+    (anchor, Fisher) pair per task; the online form keeps one running pair,
+    ``F <- gamma * F + F_new`` anchored at the latest weights.
+
+    Args:
+        weight: the penalty's multiplier (lambda; the paper's 1/2 is folded in).
+        online: keep one running Fisher instead of one per task.
+        gamma: decay of the running Fisher (online only).
+        fisher_samples: training examples used for the Fisher (None: all of the task's).
+        batch_size: examples per vectorised Fisher batch.
+    """
+
+    name = "ewc"
+
+    def __init__(self, weight: float = 100.0, online: bool = False, gamma: float = 1.0,
+                 fisher_samples: int | None = None, batch_size: int = 256) -> None:
+        super().__init__()
+        check_number(self.name, "weight", weight, low=0.0)
+        check_number(self.name, "gamma", gamma, low=0.0, high=1.0)
+        check_number(self.name, "batch_size", batch_size, low=1, integer=True)
+        if fisher_samples is not None:
+            check_number(self.name, "fisher_samples", fisher_samples, low=1, integer=True)
+        self.weight, self.online, self.gamma = float(weight), bool(online), float(gamma)
+        self.fisher_samples, self.batch_size = fisher_samples, int(batch_size)
+        self.register_buffer("tasks", torch.zeros((), dtype=torch.long))
+
+    def loss_terms(self, batch, out, model):
+        if int(self.tasks) == 0 or self.weight == 0:
+            return {}
+        params = dict(model.named_parameters())
+        total = sum(quadratic_penalty(params, self.state_of(f"anchor{t}_"), self.state_of(f"fisher{t}_"))
+                    for t in self._slots())
+        return {"penalty": self.weight * total}
+
+    def _slots(self) -> range:
+        return range(1) if self.online else range(int(self.tasks))
+
+    def after_task(self, model, task):
+        data = task.train
+        n = len(data) if self.fisher_samples is None else min(self.fisher_samples, len(data))
+        idx = torch.randperm(len(data))[:n].tolist()
+        names = list(trainable(model))
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        fisher = {k: torch.zeros_like(p) for k, p in trainable(model).items()}
+        for start in range(0, n, self.batch_size):
+            x, y = data[idx[start:start + self.batch_size]]
+            part = fisher_diagonal(model, x.to(device), torch.as_tensor(y).to(device), names, task=task.head)
+            for k in fisher:
+                fisher[k] += part[k]
+        model.train(was_training)
+        fisher = {k: v / n for k, v in fisher.items()}
+        slot = 0 if self.online else int(self.tasks)
+        if self.online and int(self.tasks) > 0:
+            fisher = {k: self.gamma * self.state_of("fisher0_")[k] + v for k, v in fisher.items()}
+        self.set_params(f"fisher{slot}_", fisher)
+        self.set_params(f"anchor{slot}_", snapshot(model))
+        self.tasks += 1
+
+
+class OnlineEWC(EWC):
+    """Online EWC (Schwarz et al., 2018): one running Fisher ``gamma * F + F_new``, anchored at the
+    latest weights; memory does not grow with the number of tasks."""
+
+    name = "oewc"
+
+    def __init__(self, weight: float = 100.0, gamma: float = 1.0, fisher_samples: int | None = None,
+                 batch_size: int = 256) -> None:
+        super().__init__(weight, True, gamma, fisher_samples, batch_size)

@@ -1,0 +1,188 @@
+"""Learn a stream of tasks with one strategy: train each task with the one training loop
+(``engine.Trainer``), evaluate every task after each, checkpoint after each.
+
+The result holds the accuracy matrices (class-IL and task-IL for split streams, domain-IL for
+permuted/rotated/sequence streams), the random-initialisation reference for forward transfer,
+and per task: wall time, peak memory, memory-buffer bytes and parameters added.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+
+from transferkit.config import TrainSettings
+from transferkit.continual.buffers import ReservoirBuffer
+from transferkit.data.streams import Experience, Stream
+from transferkit.engine import checkpoint as ckpt
+from transferkit.engine.trainer import Trainer
+from transferkit.errors import TransferkitError
+from transferkit.finetune.base import Strategy
+from transferkit.metrics.continual import summary
+from transferkit.model import TransferModel
+
+
+@dataclass
+class ContinualResult:
+    stream: str
+    scenario: str
+    strategy: str
+    tasks: list[str]
+    matrices: dict[str, list[list[float]]] = field(default_factory=dict)  # setting -> R[i][j]
+    random_init: dict[str, list[float]] = field(default_factory=dict)  # setting -> b[j]
+    per_task: list[dict] = field(default_factory=list)
+
+    @property
+    def settings(self) -> list[str]:
+        return list(self.matrices)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per setting: average accuracy, forgetting, BWT and FWT (fractions)."""
+        return {k: summary(R, self.random_init.get(k)) for k, R in self.matrices.items() if len(R) == len(self.tasks)}
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"summary": self.summary()}
+
+
+def settings_of(stream: Stream) -> list[str]:
+    if stream.scenario == "class":
+        return ["class_il", "task_il"]
+    return ["task_il"] if stream.scenario == "task" else ["domain_il"]
+
+
+def batches(dataset, batch_size: int):
+    """(x, y) batches in order; whole-batch indexing when the dataset supports it."""
+    if getattr(dataset, "batch_indexable", False):
+        for a in range(0, len(dataset), batch_size):
+            yield dataset[list(range(a, min(a + batch_size, len(dataset))))]
+    else:
+        yield from DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+@torch.no_grad()
+def evaluate_stream(model: TransferModel, strategy: Strategy, stream: Stream, batch_size: int = 1000) -> dict[str, list[float]]:
+    """Accuracy on every task's test set, per setting (class-IL: arg-max over all classes; task-IL:
+    over the task's own classes or head)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: dict[str, list[float]] = {s: [] for s in settings_of(stream)}
+    for exp in stream.experiences:
+        hits = {s: 0 for s in out}
+        mask = torch.full((stream.num_classes,), float("-inf"), device=device)
+        mask[exp.classes] = 0.0
+        for x, y in batches(exp.test, batch_size):
+            x, y = x.to(device), torch.as_tensor(y).to(device)
+            scores = strategy.predict(model, x, exp.head)
+            scores = model(x, task=exp.head).logits if scores is None else scores
+            for s in out:
+                masked = scores + mask if (s == "task_il" and not stream.multi_head) else scores
+                hits[s] += int((masked.argmax(-1) == y).sum())
+        for s in out:
+            out[s].append(hits[s] / max(len(exp.test), 1))
+    model.train(was_training)
+    return out
+
+
+def buffer_bytes(strategy: nn.Module) -> int:
+    return sum(m.nbytes for m in strategy.modules() if isinstance(m, ReservoirBuffer))
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process high-water mark (Linux: KiB)
+
+
+def add_task_heads(model: TransferModel, stream: Stream) -> None:
+    """One linear head per task (replacing the single head) for multi-head task-incremental streams."""
+    if stream.multi_head and set(model.heads) != {e.head for e in stream.experiences}:
+        width = model.backbone.num_features
+        model.heads = nn.ModuleDict({e.head: nn.Linear(width, len(e.classes)) for e in stream.experiences})
+
+
+def train_stream(model: TransferModel, strategy: Strategy, stream: Stream, settings: TrainSettings,
+                 run_dir: str | Path | None = None, resume: bool = False, progress: bool | None = None,
+                 deterministic: bool = False, eval_batch_size: int = 1000, on_task=None) -> ContinualResult:
+    """Learn ``stream`` task by task.
+
+    With ``run_dir``, each task appends a record to ``metrics.jsonl`` and writes a checkpoint
+    (model, strategy state incl. buffers and importances, results so far); ``resume=True`` goes on
+    after the last finished task and ends with the same results as an uninterrupted run.
+
+    Example:
+        >>> result = train_stream(model, create_continual_strategy("er", size=200), split_mnist, settings)
+        >>> result.summary()["class_il"]["average_accuracy"]
+    """
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    set_seed(settings.seed)
+    add_task_heads(model, stream)
+    root = Path(run_dir) if run_dir else None
+    result = ContinualResult(stream.name, stream.scenario, getattr(strategy, "label", strategy.name),
+                             [e.name for e in stream.experiences])
+    model = strategy.prepare_model(model)
+    done = 0
+    if resume:
+        done = _resume(model, strategy, stream, root, result)
+    else:
+        result.random_init = evaluate_stream(model, strategy, stream, eval_batch_size)
+        result.matrices = {s: [] for s in result.random_init}
+    for exp in stream.experiences[done:]:
+        record = _learn_task(model, strategy, exp, settings, progress, stream, eval_batch_size, result)
+        if root is not None:
+            with open(root / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            ckpt.save_task_checkpoint(root / "checkpoints", exp.index, model, strategy,
+                                      {"done": exp.index + 1, "result": result.to_dict()})
+        if on_task is not None:
+            on_task(record)
+    return result
+
+
+def _learn_task(model, strategy, exp: Experience, settings: TrainSettings, progress, stream: Stream,
+                eval_batch_size: int, result: ContinualResult) -> dict:
+    n_params = sum(p.numel() for p in model.parameters())
+    strategy.before_task(model, exp)
+    trainer = Trainer(settings.model_copy(update={"seed": settings.seed + 1000 * exp.index}), progress=progress)
+    if trainer.accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    history = trainer.fit(model, strategy, exp.train, task=exp, head=exp.head)
+    seconds = time.perf_counter() - t0
+    row = evaluate_stream(model, strategy, stream, eval_batch_size)
+    for s, accs in row.items():
+        result.matrices[s].append(accs)
+    record = {"task": exp.index + 1, "name": exp.name, "seconds": round(seconds, 3),
+              "peak_memory_mb": round(peak_memory_mb(trainer.accelerator.device), 1),
+              "buffer_bytes": buffer_bytes(strategy),
+              "new_params": sum(p.numel() for p in model.parameters()) - n_params,
+              "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+              "train_loss": [h.get("train/task") for h in history]}
+    record |= {f"accuracy/{s}": accs for s, accs in row.items()}
+    record |= {f"seen_accuracy/{s}": sum(accs[:exp.index + 1]) / (exp.index + 1) for s, accs in row.items()}
+    result.per_task.append(record)
+    return record
+
+
+def _resume(model, strategy, stream: Stream, root: Path | None, result: ContinualResult) -> int:
+    path = ckpt.latest_checkpoint(root / "checkpoints") if root else None
+    if path is None:
+        raise TransferkitError(f"Nothing to resume in '{root}': it has no task checkpoint; run without --resume.")
+    state = ckpt.read_task_checkpoint(path, model, strategy)
+    saved = state["result"]
+    if saved["tasks"] != result.tasks:
+        raise TransferkitError(f"The checkpoint in '{root}' is for tasks {saved['tasks']}, not this stream's "
+                               f"{result.tasks}; resume with the run's own config.")
+    result.matrices, result.random_init, result.per_task = saved["matrices"], saved["random_init"], saved["per_task"]
+    with open(root / "metrics.jsonl", "w", encoding="utf-8") as f:  # drop records of a task that did not finish
+        f.writelines(json.dumps(r) + "\n" for r in result.per_task)
+    return int(state["done"])

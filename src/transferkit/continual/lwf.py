@@ -1,0 +1,55 @@
+"""Learning without Forgetting (Li & Hoiem, 2016)."""
+
+from __future__ import annotations
+
+import torch
+
+from transferkit.continual.base import TeacherMixin, frozen_copy
+from transferkit.continual.functional import kd_loss
+from transferkit.finetune.base import check_number
+
+
+class LwF(TeacherMixin):
+    """Distil the previous model's outputs on the current data into the new model:
+    ``weight * KD_T(student, teacher)`` over the classes (or heads) of earlier tasks. The teacher is
+    a frozen copy taken at the end of each task, so the first task gets no extra term.
+
+    Args:
+        weight: the distillation term's multiplier (alpha).
+        temperature: softmax temperature of the distillation (T).
+    """
+
+    name = "lwf"
+
+    def __init__(self, weight: float = 1.0, temperature: float = 2.0) -> None:
+        super().__init__()
+        check_number("lwf", "weight", weight, low=0.0)
+        check_number("lwf", "temperature", temperature, low=1e-6)
+        self.weight, self.temperature = float(weight), float(temperature)
+        self.register_buffer("old_classes", torch.zeros(0, dtype=torch.long))
+
+    def loss_terms(self, batch, out, model):
+        if self.old is None or self.weight == 0:
+            return {}
+        terms = []
+        with torch.no_grad():
+            teacher = self.old(batch.x, task=batch.task, precomputed=batch.precomputed)
+        if batch.task is not None and len(model.heads) > 1:  # one head per task: distil every earlier head
+            for head in self.old.heads:
+                if head != batch.task:
+                    t = self.old.heads[head](teacher.features)
+                    terms.append(kd_loss(model.heads[head](out.features), t, self.temperature))
+        else:
+            cls = self.old_classes.to(out.logits.device)
+            terms.append(kd_loss(out.logits[:, cls], teacher.logits[:, cls], self.temperature))
+        return {"distill": self.weight * sum(terms)} if terms else {}
+
+    def after_task(self, model, task):
+        self.old = frozen_copy(model)
+        classes = torch.as_tensor(getattr(task, "classes", range(out_size(model))), dtype=torch.long)
+        self.old_classes = torch.unique(torch.cat([self.old_classes.cpu(), classes]))
+
+
+def out_size(model) -> int:
+    return model.heads[model.default_task].out_features if hasattr(model.heads[model.default_task], "out_features") \
+        else next(p for p in reversed(list(model.heads[model.default_task].parameters()))).shape[0]

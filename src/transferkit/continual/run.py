@@ -1,0 +1,146 @@
+"""``transferkit continual CONFIG``: build the stream, the model and the strategies from a config,
+learn the stream (resumable), and write the run directory with its report.
+
+Layout: ``config.yaml``, ``metrics.jsonl`` (one record per task), ``checkpoints/task-XXXX``,
+``results.json``, ``report.html`` (+ PNGs); strategies listed under ``compare`` run on the same
+stream in ``compare/<name>/`` with the same files, and the report compares them all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+
+from transferkit.backbones import create_backbone
+from transferkit.config import ContinualConfig, dump_config, load_config, parse_config
+from transferkit.continual import create_continual_strategy
+from transferkit.continual.learner import ContinualResult, train_stream
+from transferkit.data.datasets import ArrayDataset
+from transferkit.data.registry import DATASETS, load_dataset
+from transferkit.data.splits import stratified_split
+from transferkit.data.streams import Stream, permuted, rotated, sequence, split_classes
+from transferkit.errors import TransferkitError
+from transferkit.heads import create_head
+from transferkit.model import TransferModel
+
+
+def _pair(spec: str, cfg) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) of a dataset: its train/test domains, or a stratified test split."""
+    name = spec.partition(":")[0]
+    if ":" not in spec and name in DATASETS and {"train", "test"} <= set(DATASETS.get(name).domains):
+        return (load_dataset(f"{name}:train", cfg.data_dir, cfg.image_size),
+                load_dataset(f"{name}:test", cfg.data_dir, cfg.image_size))
+    ds = load_dataset(spec, cfg.data_dir, cfg.image_size)
+    if not isinstance(ds, ArrayDataset):
+        raise TransferkitError(f"Continual streams need in-memory arrays; '{spec}' is a {type(ds).__name__}. "
+                               "Convert it to an .npz file.")
+    keep, take = stratified_split(ds.targets, cfg.test_fraction, cfg.seed)
+    part = lambda idx, suffix: ArrayDataset(ds.x[torch.as_tensor(idx)], ds.targets[idx], name=f"{spec}{suffix}",
+                                            class_names=ds.class_names)
+    return part(keep, ""), part(take, ":test")
+
+
+def build_stream(cfg) -> Stream:
+    """The stream a ``StreamConfig`` describes."""
+    if cfg.kind == "sequence":
+        if len(cfg.datasets) < 2:
+            raise TransferkitError("stream.kind 'sequence' needs stream.datasets with two or more 'name:domain' entries.")
+        return sequence([(d, *_pair(d, cfg)) for d in cfg.datasets], name="sequence")
+    train, test = _pair(cfg.dataset, cfg)
+    if cfg.kind == "split_classes":
+        return split_classes(train, test, cfg.classes_per_task, cfg.order, cfg.scenario or "class", cfg.multi_head,
+                             name=f"split_{cfg.dataset}")
+    if cfg.scenario not in (None, "domain"):
+        raise TransferkitError(f"stream.kind '{cfg.kind}' keeps the labels of every task: it is domain-incremental; "
+                               "remove stream.scenario or set it to 'domain'.")
+    maker = permuted if cfg.kind == "permuted" else rotated
+    kw = {"max_degrees": cfg.max_degrees} if cfg.kind == "rotated" else {}
+    return maker(train, test, cfg.tasks, cfg.seed, name=f"{cfg.kind}_{cfg.dataset}", **kw)
+
+
+def build_model(cfg: ContinualConfig, stream: Stream) -> TransferModel:
+    set_seed(cfg.train.seed)
+    m = cfg.model
+    backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
+    model = TransferModel(backbone, create_head(m.head, backbone.num_features, stream.num_classes, **m.head_args))
+    x, _ = stream.experiences[0].train[[0]]
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    except RuntimeError as e:
+        raise TransferkitError(f"Backbone '{m.backbone}' does not accept the stream's inputs of shape "
+                               f"{tuple(x.shape[1:])} ({str(e).splitlines()[0]}); adjust model.backbone_args "
+                               "(e.g. in_features) or stream.image_size.") from None
+    return model.train()
+
+
+def _variants(cfg: ContinualConfig) -> list[tuple[str, ContinualConfig]]:
+    """(label, config) for the main strategy and each compared one."""
+    out = [(cfg.strategy.name, cfg)]
+    for name in cfg.compare.strategies:
+        v = cfg.compare.variants.get(name)
+        strategy = {"name": (v.strategy if v and v.strategy else name), "args": v.args if v else {}}
+        raw = cfg.model_dump(mode="json") | {"strategy": strategy, "compare": {}}
+        if v:
+            raw["train"] = raw["train"] | v.train
+            raw["model"] = raw["model"] | v.model
+        out.append((name, parse_config(raw, f"compare.{name}", schema=ContinualConfig)))
+    return out
+
+
+def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, overwrite: bool = False,
+                  resume: bool = False, progress: bool | None = None, overrides: list[str] | None = None,
+                  on_task=None) -> dict[str, ContinualResult]:
+    """Learn the configured stream with the configured strategy (and those under ``compare``).
+
+    Example:
+        >>> results = run_continual("examples/continual/split_mnist.yaml", out="runs/split_mnist")
+        >>> results["er"].summary()["class_il"]["average_accuracy"]
+    """
+    from transferkit.api import prepare_run_dir
+    from transferkit.report.continual import continual_report
+
+    cfg = config if isinstance(config, ContinualConfig) else (
+        parse_config(dict(config), "config", overrides, schema=ContinualConfig) if isinstance(config, dict)
+        else load_config(config, overrides, schema=ContinualConfig))
+    variants = _variants(cfg)
+    for _, c in variants:  # unknown strategy names and bad arguments fail before any data is read
+        create_continual_strategy(c.strategy.name, **c.strategy.args)
+    out = Path(out)
+    stream = build_stream(cfg.stream)
+    prepare_run_dir(out, overwrite, resume)
+    (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    results = {}
+    for i, (label, c) in enumerate(variants):
+        run_dir = out if i == 0 else out / "compare" / label
+        run_dir.mkdir(parents=True, exist_ok=True)
+        done = run_dir / "results.json"
+        if resume and done.is_file():
+            results[label] = ContinualResult(**{k: v for k, v in json.loads(done.read_text()).items() if k != "summary"})
+            continue
+        strategy = create_continual_strategy(c.strategy.name, **c.strategy.args)
+        again = resume and (run_dir / "checkpoints" / "LATEST").is_file()
+        res = train_stream(build_model(c, stream), strategy, stream, c.train, run_dir=run_dir, resume=again,
+                           progress=progress, deterministic=c.deterministic, on_task=on_task)
+        res.strategy = label
+        done.write_text(json.dumps(res.to_dict(), indent=1))
+        results[label] = res
+    continual_report(out, results, cfg.name or out.name)
+    return results
+
+
+def comparison_rows(results: dict[str, ContinualResult]) -> list[dict]:
+    """One row per strategy and setting: accuracy, forgetting, BWT, FWT (%), time, peak memory."""
+    rows = []
+    for label, res in results.items():
+        for setting, m in res.summary().items():
+            rows.append({"strategy": label, "setting": setting} | {k: round(100 * v, 2) for k, v in m.items()} | {
+                "seconds": round(float(np.sum([t["seconds"] for t in res.per_task])), 1),
+                "peak_memory_mb": max(t["peak_memory_mb"] for t in res.per_task),
+                "buffer_kib": round(max(t["buffer_bytes"] for t in res.per_task) / 1024, 1),
+                "params_added": int(np.sum([t["new_params"] for t in res.per_task]))})
+    return rows
