@@ -97,5 +97,7 @@ class ICaRL(TeacherMixin):
         means = torch.nan_to_num(self.means, nan=0.0)
         scores = torch.full((len(x), n_out), float("-inf"), device=x.device)
         scores[:, :len(means)] = nearest_mean_scores(model.backbone.features(x), means.to(x.device))
-        scores[:, torch.isnan(self.means[:, 0])] = float("-inf")
+        unseen = torch.ones(n_out, dtype=torch.bool, device=x.device)
+        unseen[:len(means)] = torch.isnan(self.means[:, 0]).to(x.device)
+        scores[:, unseen] = float("-inf")
         return scores

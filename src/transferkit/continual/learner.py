@@ -78,7 +78,8 @@ def evaluate_stream(model: TransferModel, strategy: Strategy, stream: Stream, ba
     for exp in stream.experiences:
         hits = {s: 0 for s in out}
         mask = torch.full((stream.num_classes,), float("-inf"), device=device)
-        mask[exp.classes] = 0.0
+        if not stream.multi_head:  # task-IL with one head: only the task's own classes compete
+            mask[exp.classes] = 0.0
         for x, y in batches(exp.test, batch_size):
             x, y = x.to(device), torch.as_tensor(y).to(device)
             scores = strategy.predict(model, x, exp.head)
