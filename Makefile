@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench suite clean-venv
+.PHONY: demo test test-fast bench suite bench-continual bench-avalanche clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,25 @@ suite: $(STAMP)
 	$(VENV)/bin/transferkit train examples/mnist_source.yaml --out runs/mnist_source_small --overwrite \
 	  --set model.backbone_args.width=16 --set model.backbone_args.num_features=64 --set train.seed=1 && \
 	$(VENV)/bin/transferkit compare examples/usps_suite.yaml --out runs/usps_suite --overwrite
+
+# The MNIST continual-learning protocols (Split/Permuted-MNIST, 8 strategies, 3 seeds; about 40 min
+# on 2 CPU cores) and the replay-memory figures of BENCHMARKS.md
+bench-continual: $(STAMP)
+	export TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data}; \
+	$(PY) benchmarks/continual/bench_mammoth.py --out benchmarks/results/continual_mnist.csv && \
+	$(PY) benchmarks/continual/bench_memory.py
+
+# transferkit against Avalanche on Split-MNIST; Avalanche goes into its own environment only
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml benchmarks/continual/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BENCH_VENV)/bin/python -m pip install -q -e . -r benchmarks/continual/requirements.txt
+	touch $@
+
+bench-avalanche: $(BENCH_VENV)/.installed
+	TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} $(BENCH_VENV)/bin/python benchmarks/continual/bench_avalanche.py
 
 clean-venv:
 	rm -rf $(VENV)

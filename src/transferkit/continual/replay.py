@@ -12,11 +12,11 @@ from transferkit.finetune.base import Batch, check_number
 BUFFERS = {"reservoir": ReservoirBuffer, "class_balanced": ClassBalancedBuffer}
 
 
-def make_buffer(owner: str, size: int, buffer: str) -> ReservoirBuffer:
+def make_buffer(owner: str, size: int, buffer: str, compact: bool = True) -> ReservoirBuffer:
     check_number(owner, "size", size, low=1, integer=True)
     if buffer not in BUFFERS:
         raise TransferkitError(f"{owner}: 'buffer' must be one of {', '.join(BUFFERS)}; got {buffer!r}.")
-    return BUFFERS[buffer](size)
+    return BUFFERS[buffer](size, compact=compact)
 
 
 def stream_only(batch: Batch) -> None:
@@ -33,16 +33,18 @@ class ER(ContinualStrategy):
         size: memory size in examples.
         batch_size: replayed examples per step (None: as many as the stream batch).
         buffer: ``reservoir`` (uniform over the stream) or ``class_balanced``.
+        compact: keep 8-bit images as ``uint8`` in memory (False: as ``float32``).
     """
 
     name = "er"
 
-    def __init__(self, size: int = 200, batch_size: int | None = None, buffer: str = "reservoir") -> None:
+    def __init__(self, size: int = 200, batch_size: int | None = None, buffer: str = "reservoir",
+                 compact: bool = True) -> None:
         super().__init__()
         if batch_size is not None:
             check_number("er", "batch_size", batch_size, low=1, integer=True)
         self.batch_size = batch_size
-        self.buffer = make_buffer("er", size, buffer)
+        self.buffer = make_buffer("er", size, buffer, compact)
 
     def prepare_batch(self, batch):
         stream_only(batch)

@@ -139,7 +139,10 @@ def permuted(train: ArrayDataset, test: ArrayDataset, tasks: int = 10, seed: int
 
 
 def _rotate(ds: ArrayDataset, degrees: float, name: str) -> ArrayDataset:
-    from torchvision.transforms.functional import InterpolationMode, rotate
+    try:
+        from torchvision.transforms.functional import InterpolationMode, rotate
+    except ImportError:
+        raise TransferkitError("Rotated streams need torchvision; install it with pip install transferkit[vision].") from None
 
     x = rotate(ds.x, degrees, interpolation=InterpolationMode.BILINEAR)
     if ds.x.min() >= 0 and ds.x.max() <= 1:  # keep 8-bit images 8-bit (replay stores them compactly)
