@@ -31,3 +31,18 @@ def test_strategy_state_follows_the_model_to_the_gpu(tiny_npz, tmp_path):
     Trainer(cfg.train, progress=False).fit(p.model, p.strategy, p.train)
     assert next(p.model.parameters()).device.type == "cuda"
     assert all(b.device.type == "cuda" for b in p.strategy.buffers())
+
+
+@pytest.mark.parametrize("name", ["er", "derpp", "agem", "oewc", "si", "lwf", "icarl"])
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_continual_strategies_keep_their_state_on_the_gpu(tmp_path, name, precision):
+    from transferkit.config import TrainSettings
+    from transferkit.continual import create_continual_strategy, train_stream
+    from tests.unit.test_continual import tiny_model, tiny_stream
+
+    settings = TrainSettings(epochs=2, batch_size=8, lr=0.05, optimizer="sgd", device="cuda", mixed_precision=precision)
+    strategy = create_continual_strategy(name)
+    res = train_stream(tiny_model(), strategy, tiny_stream(), settings, run_dir=tmp_path, progress=False)
+    assert all(b.device.type == "cuda" for b in strategy.buffers())
+    assert res.matrices["task_il"][-1][-1] > 0.6
+    assert (tmp_path / "checkpoints" / "task-0001" / "strategy.safetensors").is_file() or not strategy.state_dict()
