@@ -242,3 +242,25 @@ def test_resume_after_a_task_gives_the_same_accuracy_matrix(tmp_path):
     resumed = train_stream(tiny_model(seed=5), create_continual_strategy("er", size=20), stream, SETTINGS,
                            run_dir=tmp_path, resume=True, progress=False)
     assert resumed.matrices == full.matrices and resumed.random_init == full.random_init
+
+
+def test_rotated_and_sequence_streams():
+    from transferkit.data.streams import rotated, sequence
+
+    ds = ArrayDataset(np.random.default_rng(0).integers(0, 256, (20, 8, 8)).astype(np.uint8), np.repeat([0, 1], 10))
+    r = rotated(ds, ds, 3, seed=0)
+    assert r.scenario == "domain" and len(r) == 3
+    x, _ = r.experiences[1].train[[0]]
+    assert torch.allclose(x * 255, (x * 255).round(), atol=1e-4)  # still 8-bit: replay stores it as uint8
+    s = sequence([("a", ds, ds), ("b", ds, ds)])
+    assert [e.name for e in s.experiences] == ["a", "b"] and s.experiences[1].seen_train == [ds]
+    other = ArrayDataset(np.zeros((20, 4, 4), dtype=np.uint8), np.repeat([0, 1], 10))
+    with pytest.raises(TransferkitError, match="image_size"):
+        sequence([("a", ds, ds), ("b", other, other)])
+
+
+def test_joint_training_sees_every_earlier_task():
+    stream = tiny_stream()
+    res = train_stream(tiny_model(), create_continual_strategy("joint"), stream, SETTINGS, progress=False)
+    naive = train_stream(tiny_model(), create_continual_strategy("naive"), stream, SETTINGS, progress=False)
+    assert res.matrices["class_il"][-1][0] > naive.matrices["class_il"][-1][0]

@@ -71,7 +71,7 @@ class ReservoirBuffer(GrowingState):
             value = (value.detach() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
         target[pos] = value.detach().to(target.dtype)
 
-    def _positions(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _positions(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices into the batch to keep, their slots): Algorithm R, one draw per item."""
         counts = int(self.seen) + torch.arange(n)
         draws = (torch.rand(n) * (counts + 1).float()).long()
@@ -82,7 +82,7 @@ class ReservoirBuffer(GrowingState):
     def add(self, x: torch.Tensor, y: torch.Tensor, **extra: torch.Tensor) -> None:
         """Offer a batch to the buffer. Shape: x ``[B, ...]``, y ``[B]``, extras ``[B, ...]``."""
         x = self._encode(x)
-        keep, slots = self._positions(len(y), y.device)
+        keep, slots = self._positions(len(y))
         if len(slots) != len(torch.unique(slots)):  # two items drew one slot: the later one wins
             last = {int(s): int(k) for k, s in zip(keep, slots)}
             slots, keep = torch.tensor(list(last)), torch.tensor(list(last.values()))
@@ -117,9 +117,6 @@ class ClassBalancedBuffer(ReservoirBuffer):
     def __init__(self, size: int, compact: bool = True) -> None:
         super().__init__(size, compact)
         self.register_buffer("class_seen", torch.zeros(0, dtype=torch.long))
-
-    def _positions(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError  # placement depends on the labels: see add()
 
     def add(self, x: torch.Tensor, y: torch.Tensor, **extra: torch.Tensor) -> None:
         x = self._encode(x)

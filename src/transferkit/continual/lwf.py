@@ -39,17 +39,12 @@ class LwF(TeacherMixin):
                 if head != batch.task:
                     t = self.old.heads[head](teacher.features)
                     terms.append(kd_loss(model.heads[head](out.features), t, self.temperature))
-        else:
-            cls = self.old_classes.to(out.logits.device)
+        else:  # the classes of earlier tasks (all outputs when the tasks did not say)
+            cls = self.old_classes.to(out.logits.device) if len(self.old_classes) else slice(None)
             terms.append(kd_loss(out.logits[:, cls], teacher.logits[:, cls], self.temperature))
         return {"distill": self.weight * sum(terms)} if terms else {}
 
     def after_task(self, model, task):
         self.old = frozen_copy(model)
-        classes = torch.as_tensor(getattr(task, "classes", range(out_size(model))), dtype=torch.long)
+        classes = torch.as_tensor(getattr(task, "classes", []), dtype=torch.long)
         self.old_classes = torch.unique(torch.cat([self.old_classes.cpu(), classes]))
-
-
-def out_size(model) -> int:
-    return model.heads[model.default_task].out_features if hasattr(model.heads[model.default_task], "out_features") \
-        else next(p for p in reversed(list(model.heads[model.default_task].parameters()))).shape[0]
