@@ -9,11 +9,12 @@ and per task: wall time, peak memory, memory-buffer bytes and parameters added.
 from __future__ import annotations
 
 import json
-import resource
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
 import torch
 from accelerate.utils import set_seed
 from torch import nn
@@ -97,10 +98,34 @@ def buffer_bytes(strategy: nn.Module) -> int:
     return sum(m.nbytes for m in strategy.modules() if isinstance(m, ReservoirBuffer))
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process high-water mark (Linux: KiB)
+class PeakMemory:
+    """Peak memory while the block runs: CUDA's allocator peak on a GPU; on the CPU the largest
+    resident set size seen by a sampling thread (every 20 ms), so each task gets its own peak."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak, self._stop = device, 0.0, threading.Event()
+
+    def _sample(self) -> None:
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, proc.memory_info().rss / 2**20)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, psutil.Process().memory_info().rss / 2**20)
 
 
 def add_task_heads(model: TransferModel, stream: Stream) -> None:
@@ -154,16 +179,15 @@ def _learn_task(model, strategy, exp: Experience, settings: TrainSettings, progr
     n_params = sum(p.numel() for p in model.parameters())
     strategy.before_task(model, exp)
     trainer = Trainer(settings.model_copy(update={"seed": settings.seed + 1000 * exp.index}), progress=progress)
-    if trainer.accelerator.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    history = trainer.fit(model, strategy, exp.train, task=exp, head=exp.head)
+    with PeakMemory(trainer.accelerator.device) as memory:
+        history = trainer.fit(model, strategy, exp.train, task=exp, head=exp.head)
     seconds = time.perf_counter() - t0
     row = evaluate_stream(model, strategy, stream, eval_batch_size)
     for s, accs in row.items():
         result.matrices[s].append(accs)
     record = {"task": exp.index + 1, "name": exp.name, "seconds": round(seconds, 3),
-              "peak_memory_mb": round(peak_memory_mb(trainer.accelerator.device), 1),
+              "peak_memory_mb": round(memory.peak, 1),
               "buffer_bytes": buffer_bytes(strategy),
               "new_params": sum(p.numel() for p in model.parameters()) - n_params,
               "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
