@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transferkit.config import TrainSettings
 from transferkit.engine import checkpoint as ckpt
@@ -44,6 +45,55 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+class TensorBatches(Sampler[torch.Tensor]):
+    """The sampler's order cut into index tensors of ``batch_size`` (for datasets indexed by batch)."""
+
+    def __init__(self, sampler: EpochSampler, batch_size: int) -> None:
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def __iter__(self):
+        return iter(torch.tensor(list(self.sampler), dtype=torch.long).split(self.batch_size))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+
+class IndexedBatches:
+    """Batches of a dataset indexed by whole index tensors, without a DataLoader's per-batch machinery."""
+
+    def __init__(self, dataset: Dataset, batches: TensorBatches) -> None:
+        self.dataset, self.batches = dataset, batches
+
+    def __iter__(self):
+        return (self.dataset[idx] for idx in self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def is_plain_sgd(opt: torch.optim.Optimizer) -> bool:
+    """SGD without momentum, weight decay or Nesterov: the update is just ``p -= lr * grad``."""
+    return type(opt) is torch.optim.SGD and all(
+        g["momentum"] == 0 and g["weight_decay"] == 0 and not g["nesterov"] and not g.get("maximize")
+        for g in opt.param_groups)
+
+
+@torch.no_grad()
+def sgd_update(opt: torch.optim.SGD) -> None:
+    """``p -= lr * grad`` for every parameter with a gradient: torch.optim.SGD's update without its
+    per-call wrappers (profiling hooks, compile guards), which cost more than the maths at batch 10."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-group["lr"])
+
+
+def clear_grads(opt: torch.optim.Optimizer) -> None:
+    for group in opt.param_groups:
+        for p in group["params"]:
+            p.grad = None
 
 
 @dataclass
@@ -121,29 +171,45 @@ class Trainer:
         for module in frozen_modules(acc.unwrap_model(model)):  # frozen parts behave as at inference (BatchNorm statistics, dropout)
             module.eval()
         device = acc.device
+        # Without a loss scaler or gradient accumulation, Accelerate's optimizer wrapper and
+        # accumulate() add only per-step checks (package look-ups, signature inspection) that
+        # dominate small models; step the optimizer itself then, and plain SGD as one update.
+        plain_step = acc.scaler is None and self.s.grad_accum == 1
+        opt = optimizer.optimizer if plain_step else optimizer
+        update = (lambda: sgd_update(opt)) if plain_step and is_plain_sgd(opt) else None
         for x, y in loader:
             raw = Batch(move(x, device), move(y, device), task=head, precomputed=phase.precomputed)
             batch = strategy.prepare_batch(raw)
-            with acc.accumulate(model):
+            with nullcontext() if plain_step else acc.accumulate(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
                 terms = {"task": F.cross_entropy(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
-                # the task loss is weighted by the strategy (joint training); strategy terms carry their own weight
-                loss = strategy.task_weight() * terms["task"] + sum(v for k, v in terms.items() if k != "task")
-                acc.backward(loss)
+                loss = self._total(terms, strategy.task_weight())
+                loss.backward() if plain_step else acc.backward(loss)
                 if acc.sync_gradients:
                     strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
                 if self.s.max_grad_norm and acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), self.s.max_grad_norm)
-                optimizer.step()
+                opt.step() if update is None else update()
                 strategy.after_step(model, raw, out)  # e.g. replay stores the stream batch, SI its path integral
-                optimizer.zero_grad(set_to_none=True)
+                opt.zero_grad(set_to_none=True) if update is None else clear_grads(opt)
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.detach()
+                sums.setdefault(k, []).append(v.detach())
             steps += 1
             if steps % 10 == 0 and not torch.isfinite(loss):
                 break
             bar.advance()
+        sums = {k: torch.stack(v).sum() for k, v in sums.items()}
         return {f"train/{k}": float(v) / max(steps, 1) for k, v in sums.items()}
+
+    @staticmethod
+    def _total(terms: dict[str, torch.Tensor], task_weight: float) -> torch.Tensor:
+        """The task loss weighted by the strategy (joint training) plus the strategy's own terms,
+        which carry their own weights."""
+        loss = terms["task"] if task_weight == 1.0 else task_weight * terms["task"]
+        for k, v in terms.items():
+            if k != "task":
+                loss = loss + v
+        return loss
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, model: TransferModel, strategy: Strategy, train: Dataset, val: Dataset | None = None,
@@ -209,7 +275,7 @@ class Trainer:
         sampler = EpochSampler(len(train_data), s.seed)
         if getattr(train_data, "batch_indexable", False) and acc.num_processes == 1 and not s.num_workers:
             # in-memory tensors: index a whole batch at once instead of item by item and collating
-            loader = DataLoader(train_data, batch_size=None, sampler=BatchSampler(sampler, s.batch_size, drop_last=False))
+            loader = IndexedBatches(train_data, TensorBatches(sampler, s.batch_size))
         else:
             loader = acc.prepare(DataLoader(train_data, batch_size=s.batch_size, sampler=sampler,
                                             num_workers=s.num_workers))

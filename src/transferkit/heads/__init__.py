@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from transferkit.errors import TransferkitError
 from transferkit.registry import Registry
 
 HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
+
+
+class LinearHead(nn.Sequential):
+    """``Sequential(Dropout, Linear)`` that skips the dropout call when its rate is 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[1](self[0](x) if self[0].p else x)
 
 
 @HEADS.register("linear")
@@ -22,7 +30,7 @@ def linear(in_features: int, num_classes: int, dropout: float = 0.0, init: str =
         nn.init.zeros_(layer.bias)
     elif init != "default":
         raise TransferkitError(f"linear head: 'init' must be 'default' or 'xavier'; got {init!r}.")
-    return nn.Sequential(nn.Dropout(dropout), layer)
+    return LinearHead(nn.Dropout(dropout), layer)
 
 
 @HEADS.register("bottleneck")
