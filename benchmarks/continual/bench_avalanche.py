@@ -8,9 +8,11 @@ transferkit / Avalanche and the final average class-IL accuracy of both.
 Avalanche lives only in the benchmark's own environment (see requirements.txt):
     make bench-avalanche          # creates .venv-bench, then runs this file
 
-Note on buffers: transferkit's ER and DER++ fill a reservoir online; Avalanche's Replay fills an
-experience-balanced buffer at the end of each experience (its default), its DER a
-class-balanced one. Both hold at most the same number of examples.
+Same buffer: Avalanche's Replay fills an experience-balanced memory at the end of each
+experience (its default) and its DER a class-balanced one with the logits of the experience's
+final model, drawing one memory batch for both DER++ terms; transferkit runs ER with
+fill=task_end and DER++ with fill=task_end, single_batch=True, which are the same policies
+(BENCHMARKS.md's protocol table uses the papers' online reservoir instead).
 """
 
 from __future__ import annotations
@@ -95,10 +97,13 @@ def avalanche_run(case: str, seed: int, train, test) -> tuple[float, float]:
     return seconds, 100 * float(acc)
 
 
+SAME_BUFFER = {"er": {"fill": "task_end"}, "derpp": {"fill": "task_end", "single_batch": True}}
+
+
 def transferkit_run(case: str, seed: int, s) -> tuple[float, float]:
     name, buffer = CASES[case]
     lr, kw = SPLIT[("oewc" if name == "ewc" else name, buffer)]
-    kw = {"weight": EWC_WEIGHT} if name == "ewc" else kw
+    kw = {"weight": EWC_WEIGHT} if name == "ewc" else kw | SAME_BUFFER.get(name, {})
     strategy = create_continual_strategy(name, **strategy_args(name, buffer, kw))
     t0 = time.perf_counter()
     res = train_stream(mlp(seed), strategy, s, settings("split", lr, seed), progress=False)

@@ -1,5 +1,7 @@
 """Continual learning: the maths (pure functions), the buffers, and the strategy contract."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -189,7 +191,8 @@ def test_every_strategy_learns_a_stream_and_its_state_survives_save_and_load(nam
 @pytest.mark.parametrize("name,bad", [("ewc", {"weight": -1.0}), ("si", {"damping": -0.1}), ("er", {"size": 0}),
                                       ("der", {"replay_weight": "x"}), ("agem", {"batch_size": 0}),
                                       ("lwf", {"temperature": 0}), ("icarl", {"size": 0}),
-                                      ("er", {"buffer": "fifo"}), ("task_adapters", {"reduction": 0})])
+                                      ("er", {"buffer": "fifo"}), ("task_adapters", {"reduction": 0}),
+                                      ("der", {"fill": "later"})])
 def test_bad_parameters_are_rejected_by_name(name, bad):
     with pytest.raises(TransferkitError, match=repr(next(iter(bad)))[1:-1]):
         create_continual_strategy(name, **bad)
@@ -264,3 +267,48 @@ def test_joint_training_sees_every_earlier_task():
     res = train_stream(tiny_model(), create_continual_strategy("joint"), stream, SETTINGS, progress=False)
     naive = train_stream(tiny_model(), create_continual_strategy("naive"), stream, SETTINGS, progress=False)
     assert res.matrices["class_il"][-1][0] > naive.matrices["class_il"][-1][0]
+
+
+def test_ewc_merged_penalty_equals_the_sum_over_tasks():
+    model, stream = tiny_model(), tiny_stream()
+    strategy = create_continual_strategy("ewc", weight=1.0)
+    for exp in stream.experiences:
+        strategy.after_task(model, exp)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    params = dict(model.named_parameters())
+    by_task = sum(Fn.quadratic_penalty(params, strategy.state_of(f"anchor{t}_"), strategy.state_of(f"fisher{t}_"))
+                  for t in range(2))
+    merged = strategy.loss_terms(None, None, model)["penalty"]
+    torch.testing.assert_close(merged, by_task, rtol=1e-4, atol=1e-6)
+    g1 = torch.autograd.grad(by_task, list(params.values()))
+    g2 = torch.autograd.grad(merged, list(params.values()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_lwf_cached_teacher_outputs_equal_a_teacher_forward():
+    model, stream = tiny_model(), tiny_stream()
+    strategy = create_continual_strategy("lwf")
+    strategy.after_task(model, stream.experiences[0])
+    data = stream.experiences[1].train
+    strategy.prepare_data(model, data, SimpleNamespace(precomputed=False))
+    idx = torch.tensor([3, 0, 7])
+    x, y = data[idx]
+    cached = strategy._teacher_out(Batch(x, y, index=idx))
+    direct = strategy._teacher_out(Batch(x, y))
+    torch.testing.assert_close(cached.logits, direct.logits)
+
+
+@pytest.mark.parametrize("name", ["er", "derpp"])
+def test_task_end_fill_keeps_an_equal_share_per_task_or_class(name):
+    stream = tiny_stream()
+    strategy = create_continual_strategy(name, size=20, fill="task_end")
+    train_stream(tiny_model(), strategy, stream, SETTINGS, progress=False)
+    stored = strategy.buffer.all()
+    assert len(strategy.buffer) == 20
+    if name == "er":
+        assert torch.bincount(stored["task"]).tolist() == [10, 10]
+    else:
+        assert torch.bincount(stored["y"]).tolist() == [5, 5, 5, 5] and stored["logits"].shape == (20, 4)

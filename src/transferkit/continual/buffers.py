@@ -23,6 +23,17 @@ def _quantizable(x: torch.Tensor) -> bool:
     return bool(((scaled - scaled.round()).abs().max() < 1e-3) and scaled.min() >= 0 and scaled.max() <= 255.5)
 
 
+def balanced_subset(keys: torch.Tensor, quota: int) -> torch.Tensor:
+    """Indices of at most ``quota`` randomly chosen items for each distinct key (a class or a task).
+
+    Shape:
+        keys: ``[N]``; returns ``[M]`` sorted indices, ``M <= quota * distinct keys``.
+    """
+    keys = keys.cpu()
+    parts = [(keys == k).nonzero().flatten() for k in torch.unique(keys)]
+    return torch.cat([idx[torch.randperm(len(idx))[:quota]] for idx in parts]).sort().values
+
+
 class ReservoirBuffer(GrowingState):
     """A uniform sample of everything ever added, of at most ``size`` items (reservoir sampling).
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from transferkit.continual.base import ContinualStrategy
-from transferkit.continual.replay import make_buffer, stream_only
+from transferkit.continual.replay import check_fill, make_buffer, refill, stream_only, task_data
 from transferkit.finetune.base import check_number
 
 
@@ -20,12 +21,17 @@ class DER(ContinualStrategy):
         replay_weight: multiplier of the label term (beta; 0 gives DER).
         batch_size: memory examples per term (None: as many as the stream batch).
         buffer: ``reservoir`` or ``class_balanced``.
+        fill: ``online`` (the paper: every stream batch is offered with its logits of that moment)
+            or ``task_end`` (after each task, an equal share per class with the logits of the
+            task's final model, as Avalanche's DER).
+        single_batch: one memory batch serves both terms (as Avalanche's DER); the paper draws two.
     """
 
     name = "der"
 
     def __init__(self, size: int = 200, weight: float = 0.3, replay_weight: float = 0.0,
-                 batch_size: int | None = None, buffer: str = "reservoir") -> None:
+                 batch_size: int | None = None, buffer: str = "reservoir", fill: str = "online",
+                 single_batch: bool = False) -> None:
         super().__init__()
         check_number(self.name, "weight", weight, low=0.0)
         check_number(self.name, "replay_weight", replay_weight, low=0.0)
@@ -33,6 +39,7 @@ class DER(ContinualStrategy):
             check_number(self.name, "batch_size", batch_size, low=1, integer=True)
         self.weight, self.replay_weight, self.batch_size = float(weight), float(replay_weight), batch_size
         self.buffer = make_buffer(self.name, size, buffer)
+        self.fill, self.single_batch = check_fill(self.name, fill), bool(single_batch)
 
     def loss_terms(self, batch, out, model):
         stream_only(batch)
@@ -40,15 +47,28 @@ class DER(ContinualStrategy):
             return {}
         n = self.batch_size or len(batch.targets)
         mem = self.buffer.sample(n)
-        terms = {"logits": self.weight * F.mse_loss(model(mem["x"], task=batch.task).logits, mem["logits"])}
+        logits = model(mem["x"], task=batch.task).logits
+        terms = {"logits": self.weight * F.mse_loss(logits, mem["logits"])}
         if self.replay_weight:
-            mem = self.buffer.sample(n)
-            terms["replay"] = self.replay_weight * F.cross_entropy(model(mem["x"], task=batch.task).logits, mem["y"])
+            if not self.single_batch:
+                mem = self.buffer.sample(n)
+                logits = model(mem["x"], task=batch.task).logits
+            terms["replay"] = self.replay_weight * F.cross_entropy(logits, mem["y"])
         return terms
 
     def after_step(self, model, batch, out):
-        n = len(batch.targets)
-        self.buffer.add(batch.x, batch.targets, logits=out.logits[:n].detach())
+        if self.fill == "online":
+            n = len(batch.targets)
+            self.buffer.add(batch.x, batch.targets, logits=out.logits[:n].detach())
+
+    @torch.no_grad()
+    def after_task(self, model, task):
+        if self.fill == "task_end":
+            x, y = task_data(task, self.buffer.seen.device)
+            was_training = model.training
+            logits = torch.cat([model.eval()(x[a:a + 1024], task=task.head).logits for a in range(0, len(x), 1024)])
+            model.train(was_training)
+            self.buffer = refill(self.buffer, {"x": x, "y": y, "logits": logits}, "y")
 
 
 class DERpp(DER):
@@ -57,5 +77,6 @@ class DERpp(DER):
     name = "derpp"
 
     def __init__(self, size: int = 200, weight: float = 0.1, replay_weight: float = 0.5,
-                 batch_size: int | None = None, buffer: str = "reservoir") -> None:
-        super().__init__(size, weight, replay_weight, batch_size, buffer)
+                 batch_size: int | None = None, buffer: str = "reservoir", fill: str = "online",
+                 single_batch: bool = False) -> None:
+        super().__init__(size, weight, replay_weight, batch_size, buffer, fill, single_batch)

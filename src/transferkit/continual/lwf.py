@@ -7,6 +7,7 @@ import torch
 from transferkit.continual.base import TeacherMixin, frozen_copy
 from transferkit.continual.functional import kd_loss
 from transferkit.finetune.base import check_number
+from transferkit.model import Output
 
 
 class LwF(TeacherMixin):
@@ -28,12 +29,33 @@ class LwF(TeacherMixin):
         self.weight, self.temperature = float(weight), float(temperature)
         self.register_buffer("old_classes", torch.zeros(0, dtype=torch.long))
 
+    @torch.no_grad()
+    def prepare_data(self, model, dataset, phase):
+        """The frozen teacher's outputs on the whole training set, computed once per task in large
+        batches (as the reference implementation does) when the loader reports row positions."""
+        self.__dict__["_teacher"] = None
+        if self.old is not None and getattr(dataset, "batch_indexable", False) and not phase.precomputed:
+            device = next(self.old.parameters()).device
+            outs = [self.old(dataset[list(range(a, min(a + 1024, len(dataset))))][0].to(device))
+                    for a in range(0, len(dataset), 1024)]
+            self.__dict__["_teacher"] = (len(dataset), Output(torch.cat([o.logits for o in outs]),
+                                                              torch.cat([o.features for o in outs])))
+        return dataset
+
+    def _teacher_out(self, batch):
+        cached = self.__dict__.get("_teacher")
+        if cached is not None and batch.index is not None and len(batch.index) == len(batch.targets) \
+                and batch.task is None and int(batch.index.max()) < cached[0]:
+            idx = batch.index.to(cached[1].logits.device)
+            return Output(cached[1].logits[idx], cached[1].features[idx])
+        with torch.no_grad():
+            return self.old(batch.x, task=batch.task, precomputed=batch.precomputed)
+
     def loss_terms(self, batch, out, model):
         if self.old is None or self.weight == 0:
             return {}
         terms = []
-        with torch.no_grad():
-            teacher = self.old(batch.x, task=batch.task, precomputed=batch.precomputed)
+        teacher = self._teacher_out(batch)
         if batch.task is not None and len(model.heads) > 1:  # one head per task: distil every earlier head
             for head in self.old.heads:
                 if head != batch.task:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from transferkit.continual.base import ContinualStrategy
-from transferkit.continual.buffers import ClassBalancedBuffer, ReservoirBuffer
+from transferkit.continual.buffers import ClassBalancedBuffer, ReservoirBuffer, balanced_subset
 from transferkit.errors import TransferkitError
 from transferkit.finetune.base import Batch, check_number
 
@@ -17,6 +17,33 @@ def make_buffer(owner: str, size: int, buffer: str, compact: bool = True) -> Res
     if buffer not in BUFFERS:
         raise TransferkitError(f"{owner}: 'buffer' must be one of {', '.join(BUFFERS)}; got {buffer!r}.")
     return BUFFERS[buffer](size, compact=compact)
+
+
+FILLS = ("online", "task_end")
+
+
+def check_fill(owner: str, fill: str) -> str:
+    if fill not in FILLS:
+        raise TransferkitError(f"{owner}: 'fill' must be one of {', '.join(FILLS)}; got {fill!r}.")
+    return fill
+
+
+def refill(buffer: ReservoirBuffer, new: dict[str, torch.Tensor], key: str) -> ReservoirBuffer:
+    """The memory after a task when it is filled at task ends: the stored items plus the task's,
+    cut to an equal random share per value of ``key`` (``"y"``: per class; ``"task"``: per task)."""
+    old = buffer.all() if len(buffer) else {k: v[:0] for k, v in new.items()}
+    device = buffer.seen.device
+    items = {k: torch.cat([old[k].to(device), new[k].to(device)]) for k in new}
+    quota = buffer.size // len(torch.unique(items[key]))
+    keep = balanced_subset(items[key], quota).to(device)
+    fresh = type(buffer)(buffer.size, buffer.compact).to(device)
+    fresh.add(items["x"][keep], items["y"][keep], **{k: v[keep] for k, v in items.items() if k not in ("x", "y")})
+    return fresh
+
+
+def task_data(task, device) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = task.train[list(range(len(task.train)))]
+    return x.to(device), torch.as_tensor(y).to(device)
 
 
 def stream_only(batch: Batch) -> None:
@@ -34,17 +61,20 @@ class ER(ContinualStrategy):
         batch_size: replayed examples per step (None: as many as the stream batch).
         buffer: ``reservoir`` (uniform over the stream) or ``class_balanced``.
         compact: keep 8-bit images as ``uint8`` in memory (False: as ``float32``).
+        fill: ``online`` (offer every stream batch, as in the papers) or ``task_end`` (after each
+            task, keep an equal random share of every task seen, as Avalanche's default replay).
     """
 
     name = "er"
 
     def __init__(self, size: int = 200, batch_size: int | None = None, buffer: str = "reservoir",
-                 compact: bool = True) -> None:
+                 compact: bool = True, fill: str = "online") -> None:
         super().__init__()
         if batch_size is not None:
             check_number("er", "batch_size", batch_size, low=1, integer=True)
         self.batch_size = batch_size
         self.buffer = make_buffer("er", size, buffer, compact)
+        self.fill = check_fill("er", fill)
 
     def prepare_batch(self, batch):
         stream_only(batch)
@@ -55,4 +85,10 @@ class ER(ContinualStrategy):
                      batch.task, batch.precomputed)
 
     def after_step(self, model, batch, out):
-        self.buffer.add(batch.x, batch.targets)
+        if self.fill == "online":
+            self.buffer.add(batch.x, batch.targets)
+
+    def after_task(self, model, task):
+        if self.fill == "task_end":
+            x, y = task_data(task, self.buffer.seen.device)
+            self.buffer = refill(self.buffer, {"x": x, "y": y, "task": torch.full_like(y, task.index)}, "task")

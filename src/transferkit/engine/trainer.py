@@ -67,7 +67,7 @@ class IndexedBatches:
         self.dataset, self.batches = dataset, batches
 
     def __iter__(self):
-        return (self.dataset[idx] for idx in self.batches)
+        return ((*self.dataset[idx], idx) for idx in self.batches)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -177,8 +177,9 @@ class Trainer:
         plain_step = acc.scaler is None and self.s.grad_accum == 1
         opt = optimizer.optimizer if plain_step else optimizer
         update = (lambda: sgd_update(opt)) if plain_step and is_plain_sgd(opt) else None
-        for x, y in loader:
-            raw = Batch(move(x, device), move(y, device), task=head, precomputed=phase.precomputed)
+        for item in loader:
+            x, y, index = item[0], item[1], (item[2] if len(item) > 2 else None)
+            raw = Batch(move(x, device), move(y, device), task=head, precomputed=phase.precomputed, index=index)
             batch = strategy.prepare_batch(raw)
             with nullcontext() if plain_step else acc.accumulate(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)

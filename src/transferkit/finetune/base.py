@@ -26,12 +26,14 @@ from transferkit.model import Output, TransferModel
 
 @dataclass
 class Batch:
-    """One training batch. ``x`` is a tensor, or a list of strings for text."""
+    """One training batch. ``x`` is a tensor, or a list of strings for text; ``index`` holds the
+    rows' positions in the training dataset when the loader knows them."""
 
     x: object
     targets: torch.Tensor
     task: str | None = None
     precomputed: bool = False
+    index: torch.Tensor | None = None
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 
 
 def l2sp_penalty(params: Iterable[torch.Tensor], anchors: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -46,7 +47,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     t = temperature
     log_p_s = torch.log_softmax(student_logits / t, dim=-1)
     log_p_t = torch.log_softmax(teacher_logits.detach() / t, dim=-1)
-    return (t * t) * torch.sum(log_p_t.exp() * (log_p_t - log_p_s), dim=-1).mean()
+    return (t * t) * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
 
 
 def feature_map_distance(maps: list[torch.Tensor], source_maps: list[torch.Tensor],
