@@ -115,9 +115,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--only", default="")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads for both libraries; at batch 10 both run fastest on one")
     ap.add_argument("--out", default="benchmarks/results/continual_vs_avalanche.json")
     a = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    torch.set_num_threads(a.threads)
     train, test = mnist()
     s = stream("split", train, test)
     rows = []
