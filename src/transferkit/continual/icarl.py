@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from transferkit.continual.base import TeacherMixin, frozen_copy
 from transferkit.continual.buffers import ReservoirBuffer
 from transferkit.continual.functional import herding, nearest_mean_scores
-from transferkit.continual.replay import stream_only
-from transferkit.finetune.base import Batch, check_number
+from transferkit.continual.replay import with_replay
+from transferkit.finetune.base import check_number
 
 
 class ICaRL(TeacherMixin):
@@ -36,11 +36,7 @@ class ICaRL(TeacherMixin):
         self.register_buffer("means", torch.zeros(0))
 
     def prepare_batch(self, batch):
-        stream_only(batch)
-        if len(self.memory) == 0:
-            return batch
-        mem = self.memory.sample(self.batch_size or len(batch.targets))
-        return Batch(torch.cat([batch.x, mem["x"]]), torch.cat([batch.targets, mem["y"]]), batch.task, batch.precomputed)
+        return with_replay(batch, self.memory, self.batch_size)
 
     def task_weight(self):
         return 0.0  # the sigmoid loss below replaces cross-entropy

@@ -46,6 +46,16 @@ def task_data(task, device) -> tuple[torch.Tensor, torch.Tensor]:
     return x.to(device), torch.as_tensor(y).to(device)
 
 
+def with_replay(batch: Batch, buffer: ReservoirBuffer, n: int | None) -> Batch:
+    """The stream batch with ``n`` (default: as many) stored examples appended."""
+    stream_only(batch)
+    if len(buffer) == 0:
+        return batch
+    mem = buffer.sample(n or len(batch.targets))
+    return Batch(torch.cat([batch.x, mem["x"].to(batch.x.dtype)]), torch.cat([batch.targets, mem["y"]]),
+                 batch.task, batch.precomputed)
+
+
 def stream_only(batch: Batch) -> None:
     if not isinstance(batch.x, torch.Tensor):
         raise TransferkitError("Replay stores tensors; for text, train on cached features (a frozen encoder) "
@@ -77,12 +87,7 @@ class ER(ContinualStrategy):
         self.fill = check_fill("er", fill)
 
     def prepare_batch(self, batch):
-        stream_only(batch)
-        if len(self.buffer) == 0:
-            return batch
-        mem = self.buffer.sample(self.batch_size or len(batch.targets))
-        return Batch(torch.cat([batch.x, mem["x"].to(batch.x.dtype)]), torch.cat([batch.targets, mem["y"]]),
-                     batch.task, batch.precomputed)
+        return with_replay(batch, self.buffer, self.batch_size)
 
     def after_step(self, model, batch, out):
         if self.fill == "online":
