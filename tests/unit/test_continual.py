@@ -312,3 +312,28 @@ def test_task_end_fill_keeps_an_equal_share_per_task_or_class(name):
         assert torch.bincount(stored["task"]).tolist() == [10, 10]
     else:
         assert torch.bincount(stored["y"]).tolist() == [5, 5, 5, 5] and stored["logits"].shape == (20, 4)
+
+
+def test_a_stream_starts_from_a_pretrained_source_run(tmp_path):
+    """Transfer + lifelong: per-task adapters and heads on the frozen backbone of a source run."""
+    from safetensors.torch import load_file as read
+    from tests.conftest import tiny_config
+    from transferkit import train
+    from transferkit.continual.run import run_continual
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 40)
+    np.savez(tmp_path / "four.npz", x=(rng.normal(size=(160, 8)) + 3.0 * np.eye(4, 8)[y]).astype(np.float32), y=y)
+    train(tiny_config(tmp_path / "four.npz"), out=tmp_path / "source", progress=False)
+    weights = tmp_path / "source" / "model.safetensors"
+    cfg = {"stream": {"kind": "split_classes", "dataset": str(tmp_path / "four.npz"), "classes_per_task": 2,
+                      "scenario": "task", "multi_head": True},
+           "model": {"backbone": "mlp", "backbone_args": {"in_features": 8, "hidden": [16]}, "weights": str(weights)},
+           "strategy": {"name": "task_adapters", "args": {"stages": 1}},
+           "train": {"epochs": 3, "batch_size": 8, "lr": 0.05, "optimizer": "sgd"}}
+    res = run_continual(cfg, tmp_path / "cl", progress=False)["task_adapters"]
+    R = res.matrices["task_il"]
+    assert R[1][0] == R[0][0] and min(R[1]) > 0.8  # learned both, forgot nothing
+    start = {k: v for k, v in read(str(weights)).items() if k.startswith("backbone.")}
+    end = read(str(tmp_path / "cl" / "checkpoints" / "task-0001" / "model.safetensors"))
+    assert start and all(torch.equal(v, end[k]) for k, v in start.items())  # the source backbone stayed frozen
