@@ -1,0 +1,127 @@
+"""Loss weighters: turn the per-task losses into one loss to minimise.
+
+A weighter is a small ``nn.Module`` (its learnable weights move to the device and are
+checkpointed) whose ``forward(losses)`` returns ``(total, {task: weight})``. Gradient-based
+aggregators (PCGrad, MGDA, CAGrad, IMTL-G) live in ``multitask.functional`` and act on per-task
+gradients instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from transferkit.errors import TransferkitError
+from transferkit.finetune.base import check_number
+from transferkit.registry import Registry
+
+
+def _stack(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    if not losses:
+        raise TransferkitError("A weighter needs at least one task loss.")
+    return torch.stack([losses[k] for k in losses])
+
+
+def _weights(names, values: torch.Tensor) -> dict[str, float]:
+    return {k: float(v) for k, v in zip(names, values.detach())}
+
+
+class Equal(nn.Module):
+    """The plain sum of the task losses (every weight 1)."""
+
+    name = "equal"
+
+    def forward(self, losses: dict[str, torch.Tensor]):
+        L = _stack(losses)
+        return L.sum(), _weights(losses, torch.ones(len(L)))
+
+
+class Fixed(nn.Module):
+    """Constant weights given per task: ``{"left": 1.0, "right": 0.5}``."""
+
+    name = "fixed"
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        super().__init__()
+        if not isinstance(weights, dict) or not weights:
+            raise TransferkitError("fixed: 'weights' must map each task name to a number; got "
+                                   f"{weights!r}.")
+        for k, v in weights.items():
+            check_number("fixed", f"weights.{k}", v, low=0.0)
+        self.weights = dict(weights)
+
+    def forward(self, losses):
+        missing = [k for k in losses if k not in self.weights]
+        if missing:
+            raise TransferkitError(f"fixed: no weight for task(s) {', '.join(missing)}; add them to 'weights'.")
+        w = torch.tensor([self.weights[k] for k in losses], device=next(iter(losses.values())).device)
+        return (w * _stack(losses)).sum(), _weights(losses, w)
+
+
+class Uncertainty(nn.Module):
+    """Homoscedastic uncertainty weighting (Kendall et al., 2018): learn ``s_i = log sigma_i^2`` and
+    minimise ``sum_i exp(-s_i) L_i + s_i``; a task with a higher loss gets a higher ``s_i`` and so a
+    smaller weight ``exp(-s_i)``. The ``s_i`` train with the model (they are parameters)."""
+
+    name = "uncertainty"
+
+    def __init__(self, tasks: list[str]) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))
+
+    def forward(self, losses):
+        L = _stack({k: losses[k] for k in self.tasks})
+        w = torch.exp(-self.log_vars)
+        return (w * L + self.log_vars).sum(), _weights(self.tasks, w)
+
+
+class RandomWeights(nn.Module):
+    """Random loss weighting (Lin et al., 2022): every step, weights ``softmax(z)``, ``z ~ N(0, I)``,
+    times the number of tasks."""
+
+    name = "rlw"
+
+    def forward(self, losses):
+        L = _stack(losses)
+        w = torch.softmax(torch.randn(len(L), device=L.device), 0) * len(L)
+        return (w * L).sum(), _weights(losses, w)
+
+
+class DWA(nn.Module):
+    """Dynamic weight average (Liu et al., 2019): ``w_i = T softmax_i(r_i / tau)`` with
+    ``r_i = L_i(e-1) / L_i(e-2)`` from the average losses of the two previous epochs (1 for the
+    first two). Call ``end_epoch()`` after each epoch."""
+
+    name = "dwa"
+
+    def __init__(self, tasks: list[str], temperature: float = 2.0) -> None:
+        super().__init__()
+        check_number("dwa", "temperature", temperature, low=1e-6)
+        self.tasks, self.temperature = list(tasks), float(temperature)
+        self.register_buffer("history", torch.zeros(0, len(self.tasks)))  # average loss per finished epoch
+        self.register_buffer("running", torch.zeros(len(self.tasks) + 1))  # sums and step count this epoch
+
+    def current(self) -> torch.Tensor:
+        T = len(self.tasks)
+        if len(self.history) < 2:
+            return torch.ones(T)
+        r = self.history[-1] / self.history[-2].clamp_min(1e-12)
+        return T * torch.softmax(r / self.temperature, 0)
+
+    def forward(self, losses):
+        L = _stack({k: losses[k] for k in self.tasks})
+        self.running[:-1] += L.detach().to(self.running.device)
+        self.running[-1] += 1
+        w = self.current().to(L.device)
+        return (w * L).sum(), _weights(self.tasks, w)
+
+    def end_epoch(self) -> None:
+        if self.running[-1] > 0:
+            self.history = torch.cat([self.history, (self.running[:-1] / self.running[-1]).unsqueeze(0)])[-2:]
+        self.running.zero_()
+
+
+WEIGHTERS: Registry[type[nn.Module]] = Registry("weighter")
+for _cls in (Equal, Fixed, Uncertainty, RandomWeights, DWA):
+    WEIGHTERS.register(_cls.name)(_cls)

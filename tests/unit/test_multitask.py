@@ -1,0 +1,110 @@
+"""Multi-task weighting and gradient aggregation: invariants and hand-checked values."""
+
+import pytest
+import torch
+
+from transferkit.errors import TransferkitError
+from transferkit.multitask import WEIGHTERS, cagrad, imtl_g, mgda, min_norm_weights, pcgrad
+
+
+def test_pcgrad_removes_every_conflict_between_two_tasks():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        G = torch.randn(2, 10, generator=g)
+        d, P = pcgrad(G, generator=g)
+        assert float(P[0] @ G[1]) >= -1e-5 and float(P[1] @ G[0]) >= -1e-5
+        torch.testing.assert_close(d, P.sum(0))
+
+
+def test_pcgrad_projected_gradients_have_no_negative_pairwise_dot_products():
+    # two tasks: P0.P1 = -a (1 - a^2 / (|g0|^2 |g1|^2)) >= 0 for a = g0.g1 < 0 (Cauchy-Schwarz)
+    g = torch.Generator().manual_seed(4)
+    conflicts = 0
+    for _ in range(200):
+        G = torch.randn(2, 6, generator=g, dtype=torch.float64)
+        conflicts += int(G[0] @ G[1] < 0)
+        _, P = pcgrad(G, generator=g)
+        assert float(P[0] @ P[1]) >= -1e-10
+    assert conflicts > 50  # the draws did exercise the projection
+
+
+def test_pcgrad_leaves_agreeing_gradients_alone():
+    G = torch.tensor([[1.0, 0.2], [0.5, 1.0]])
+    d, P = pcgrad(G)
+    torch.testing.assert_close(P, G)
+
+
+def test_mgda_weights_lie_on_the_simplex_and_give_the_min_norm_point():
+    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    d, w = mgda(torch.stack([g1, g2]))
+    assert torch.all(w >= 0) and float(w.sum()) == pytest.approx(1.0)
+    # by hand: minimise |a g1 + (1-a) g2|^2 = a^2 + 4 (1-a)^2 -> a = 4/5
+    torch.testing.assert_close(w, torch.tensor([0.8, 0.2]))
+    torch.testing.assert_close(d, torch.tensor([0.8, 0.4]))
+    d, w = mgda(torch.stack([g1, torch.tensor([2.0, 0.0])]))  # the shorter vector is the min-norm point
+    torch.testing.assert_close(d, g1)
+
+
+def test_min_norm_weights_for_many_tasks_beat_every_vertex_and_the_mean():
+    G = torch.randn(5, 20, generator=torch.Generator().manual_seed(2))
+    K = G @ G.t()
+    w = min_norm_weights(K)
+    assert torch.all(w >= -1e-9) and float(w.sum()) == pytest.approx(1.0, abs=1e-6)
+    best = float(w @ K @ w)
+    assert best <= float(K.diag().min()) + 1e-6 and best <= float(K.mean()) + 1e-6
+
+
+def test_imtl_g_projects_equally_on_every_task_direction():
+    G = torch.randn(4, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    d, w = imtl_g(G)
+    proj = (G / G.norm(dim=1, keepdim=True)) @ d
+    torch.testing.assert_close(proj, proj[0].expand(4))
+    assert float(w.sum()) == pytest.approx(1.0)
+
+
+def test_cagrad_improves_the_worst_task_and_reduces_to_the_mean_for_c0():
+    G = torch.tensor([[1.0, 0.0], [-0.9, 0.3]], dtype=torch.float64)
+    d, w = cagrad(G, c=0.5)
+    assert float((G @ d).min()) > float((G @ G.mean(0)).min())
+    d0, _ = cagrad(G, c=0.0)
+    torch.testing.assert_close(d0, G.mean(0))
+
+
+def test_equal_weighting_equals_the_plain_sum():
+    losses = {"a": torch.tensor(0.7), "b": torch.tensor(2.5), "c": torch.tensor(0.1)}
+    total, weights = WEIGHTERS.build("equal")(losses)
+    assert float(total) == pytest.approx(3.3) and set(weights.values()) == {1.0}
+
+
+def test_uncertainty_log_variances_move_towards_higher_task_loss():
+    w = WEIGHTERS.build("uncertainty", tasks=["hard", "easy"])
+    opt = torch.optim.SGD(w.parameters(), lr=0.1)
+    for _ in range(5):
+        total, _ = w({"hard": torch.tensor(3.0), "easy": torch.tensor(0.2)})
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    s_hard, s_easy = w.log_vars.tolist()
+    assert s_hard > 0 > s_easy  # the harder task's variance grows: its weight exp(-s) shrinks
+
+
+def test_dwa_weights_follow_the_loss_ratio_and_random_weights_sum_to_the_task_count():
+    dwa = WEIGHTERS.build("dwa", tasks=["a", "b"], temperature=1.0)
+    for epoch_losses in ([1.0, 1.0], [0.5, 1.0]):  # a halves, b stays
+        dwa({"a": torch.tensor(epoch_losses[0]), "b": torch.tensor(epoch_losses[1])})
+        dwa.end_epoch()
+    _, weights = dwa({"a": torch.tensor(1.0), "b": torch.tensor(1.0)})
+    assert weights["b"] > weights["a"] and sum(weights.values()) == pytest.approx(2.0)
+    _, rw = WEIGHTERS.build("rlw")({"a": torch.tensor(1.0), "b": torch.tensor(1.0), "c": torch.tensor(1.0)})
+    assert sum(rw.values()) == pytest.approx(3.0, rel=1e-5)
+
+
+def test_fixed_weights_and_bad_input():
+    total, _ = WEIGHTERS.build("fixed", weights={"a": 2.0, "b": 0.5})({"a": torch.tensor(1.0), "b": torch.tensor(2.0)})
+    assert float(total) == 3.0
+    with pytest.raises(TransferkitError, match="no weight for task"):
+        WEIGHTERS.build("fixed", weights={"a": 1.0})({"a": torch.tensor(1.0), "b": torch.tensor(1.0)})
+    with pytest.raises(TransferkitError, match="weights.b"):
+        WEIGHTERS.build("fixed", weights={"a": 1.0, "b": -1})
+    with pytest.raises(TransferkitError, match="Did you mean 'equal'"):
+        WEIGHTERS.build("equall")
