@@ -108,3 +108,59 @@ def test_fixed_weights_and_bad_input():
         WEIGHTERS.build("fixed", weights={"a": 1.0, "b": -1})
     with pytest.raises(TransferkitError, match="Did you mean 'equal'"):
         WEIGHTERS.build("equall")
+
+
+def _mtl_setup(arch="hard"):
+    from transferkit.backbones import create_backbone
+    from transferkit.multitask.models import MMoE, HardSharing
+
+    torch.manual_seed(0)
+    bb = create_backbone("mlp", in_features=6, hidden=(8, 8))
+    outputs = {"a": 3, "b": 2, "c": 1}
+    model = HardSharing(bb, outputs) if arch == "hard" else MMoE(bb, outputs, experts=3, expert_width=4)
+    x = torch.randn(5, 6)
+    out = model(x)
+    losses = [torch.nn.functional.cross_entropy(out.logits["a"], torch.tensor([0, 1, 2, 0, 1])),
+              torch.nn.functional.cross_entropy(out.logits["b"], torch.tensor([0, 1, 1, 0, 1])),
+              torch.nn.functional.mse_loss(out.logits["c"].squeeze(1), torch.randn(5))]
+    return model, out, losses
+
+
+@pytest.mark.parametrize("arch", ["hard", "mmoe"])
+def test_batched_shared_gradients_equal_one_backward_per_task(arch):
+    from transferkit.multitask.gradients import shared_gradients
+
+    model, out, losses = _mtl_setup(arch)
+    shared = list(model.shared_parameters())
+    G = shared_gradients(losses, shared)
+    for t, L in enumerate(losses):
+        ref = torch.autograd.grad(L, shared, retain_graph=True, allow_unused=True)
+        flat = torch.cat([(r if r is not None else torch.zeros_like(p)).flatten() for r, p in zip(ref, shared)])
+        torch.testing.assert_close(G[t], flat)
+
+
+def test_aggregated_backward_with_the_plain_sum_equals_a_backward_of_the_sum():
+    from transferkit.multitask.gradients import aggregated_backward
+
+    model, out, losses = _mtl_setup()
+    aggregated_backward(losses, list(model.shared_parameters()), list(model.heads.parameters()),
+                        lambda G: (G.sum(0), torch.ones(len(G))))
+    same, _, again = _mtl_setup()  # same seed: same weights and data
+    sum(again).backward()
+    for a, b in zip(model.parameters(), same.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_representation_gradients_are_each_tasks_own():
+    from transferkit.multitask.gradients import representation_gradients
+
+    model, out, losses = _mtl_setup()
+    dz = representation_gradients(losses, out.features)
+    assert dz.shape == (3, *out.features.shape)
+    torch.testing.assert_close(dz[1], torch.autograd.grad(losses[1], out.features, retain_graph=True)[0])
+
+
+def test_mmoe_gates_are_distributions_over_the_experts():
+    model, out, _ = _mtl_setup("mmoe")
+    for w in model.gate_weights(out.features).values():
+        assert w.shape == (5, 3) and torch.allclose(w.sum(1), torch.ones(5)) and bool((w >= 0).all())

@@ -1,8 +1,12 @@
-"""Multi-task learning: loss weighters and gradient aggregators (work in progress: the
-architectures, the training loop integration and the CLI come next)."""
+"""Multi-task learning: architectures (hard sharing, MMoE), loss weighters, gradient aggregators
+and per-task gradients in one batched backward. Still to come: cross-stitch, GradNorm, the
+training-loop integration, `transferkit multitask` and its report."""
 
 from transferkit.multitask.functional import cagrad, imtl_g, mgda, min_norm_weights, pcgrad
+from transferkit.multitask.gradients import aggregated_backward, representation_gradients, shared_gradients
+from transferkit.multitask.models import MMoE, HardSharing, MultiOutput
 from transferkit.multitask.weighters import DWA, WEIGHTERS, Equal, Fixed, RandomWeights, Uncertainty
 
-__all__ = ["pcgrad", "mgda", "min_norm_weights", "cagrad", "imtl_g", "WEIGHTERS", "Equal", "Fixed", "Uncertainty",
+__all__ = ["aggregated_backward", "representation_gradients", "shared_gradients", "MMoE", "HardSharing",
+           "MultiOutput", "pcgrad", "mgda", "min_norm_weights", "cagrad", "imtl_g", "WEIGHTERS", "Equal", "Fixed", "Uncertainty",
            "RandomWeights", "DWA"]

@@ -1,0 +1,84 @@
+"""Multi-task architectures: hard parameter sharing and a multi-gate mixture of experts.
+
+Both return ``MultiOutput(logits={task: [B, C_t]}, features=[B, D])`` where ``features`` is the
+shared representation (what MGDA-UB and the per-task gradients are taken against).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from transferkit.backbones import Backbone
+from transferkit.errors import TransferkitError
+
+
+@dataclass
+class MultiOutput:
+    """Shape: logits ``{task: [B, C_t]}`` (``C_t = 1`` for regression); features ``[B, D]``."""
+
+    logits: dict[str, torch.Tensor]
+    features: torch.Tensor
+
+
+def _heads(width: int, outputs: dict[str, int]) -> nn.ModuleDict:
+    if not outputs:
+        raise TransferkitError("A multi-task model needs at least one task; give outputs={task: classes}.")
+    return nn.ModuleDict({t: nn.Linear(width, n) for t, n in outputs.items()})
+
+
+class HardSharing(nn.Module):
+    """A shared backbone and one linear head per task (Caruana, 1997).
+
+    Example:
+        >>> model = HardSharing(create_backbone("mlp", in_features=784), {"left": 10, "right": 10})
+    """
+
+    def __init__(self, backbone: Backbone, outputs: dict[str, int]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = _heads(backbone.num_features, outputs)
+
+    def shared_parameters(self):
+        return self.backbone.parameters()
+
+    def forward(self, x) -> MultiOutput:
+        z = self.backbone.features(x)
+        return MultiOutput({t: h(z) for t, h in self.heads.items()}, z)
+
+
+class MMoE(nn.Module):
+    """Multi-gate mixture of experts (Ma et al., 2018): ``experts`` small MLPs on the backbone's
+    features; each task mixes them with its own softmax gate, then has its own head.
+
+    Args:
+        backbone: the shared input encoder (``nn.Identity``-like backbones give the original MMoE).
+        outputs: classes (or 1 for regression) per task.
+        experts: number of experts.
+        expert_width: width of each expert's output.
+    """
+
+    def __init__(self, backbone: Backbone, outputs: dict[str, int], experts: int = 4, expert_width: int = 64) -> None:
+        super().__init__()
+        if experts < 1 or expert_width < 1:
+            raise TransferkitError(f"MMoE: 'experts' and 'expert_width' must be >= 1; got {experts}, {expert_width}.")
+        d = backbone.num_features
+        self.backbone = backbone
+        self.experts = nn.ModuleList(nn.Sequential(nn.Linear(d, expert_width), nn.ReLU()) for _ in range(experts))
+        self.gates = nn.ModuleDict({t: nn.Linear(d, experts) for t in outputs})
+        self.heads = _heads(expert_width, outputs)
+
+    def shared_parameters(self):
+        return [*self.backbone.parameters(), *self.experts.parameters()]
+
+    def gate_weights(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per task, the softmax mixture weights over the experts. Shape: ``{task: [B, E]}``."""
+        return {t: torch.softmax(g(z), dim=-1) for t, g in self.gates.items()}
+
+    def forward(self, x) -> MultiOutput:
+        z = self.backbone.features(x)
+        e = torch.stack([expert(z) for expert in self.experts], dim=1)  # [B, E, W]
+        logits = {t: self.heads[t]((w.unsqueeze(-1) * e).sum(1)) for t, w in self.gate_weights(z).items()}
+        return MultiOutput(logits, z)
