@@ -164,3 +164,18 @@ def test_mmoe_gates_are_distributions_over_the_experts():
     model, out, _ = _mtl_setup("mmoe")
     for w in model.gate_weights(out.features).values():
         assert w.shape == (5, 3) and torch.allclose(w.sum(1), torch.ones(5)) and bool((w >= 0).all())
+
+
+def test_gradnorm_raises_the_weight_of_the_task_that_trains_slower():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 4)
+    gn = WEIGHTERS.build("gradnorm", tasks=["slow", "fast"], alpha=1.5)
+    opt = torch.optim.SGD(gn.parameters(), lr=0.05)
+    x = torch.randn(8, 4)
+    for step in range(20):
+        m = (layer(x) ** 2).mean()
+        unit = m / m.detach()  # value 1, the same gradient direction for both tasks
+        losses = {"slow": unit, "fast": unit * 0.9 ** step}  # "fast" falls by 10 % a step, "slow" stays
+        total, weights = gn(losses, list(layer.parameters()))
+        opt.step()
+    assert weights["slow"] > weights["fast"] and sum(weights.values()) == pytest.approx(2.0, rel=1e-4)

@@ -122,6 +122,47 @@ class DWA(nn.Module):
         self.running.zero_()
 
 
+class GradNorm(nn.Module):
+    """GradNorm (Chen et al., 2018): learn weights ``w_i`` so that the gradient norms
+    ``G_i = |grad_W w_i L_i|`` at the last shared layer ``W`` approach ``mean(G) * r_i^alpha``, where
+    ``r_i`` is task i's loss ratio ``L_i(t) / L_i(0)`` relative to the mean ratio: tasks that train
+    slower get larger weights. The weights are renormalised to sum to the number of tasks.
+
+    ``forward(losses, shared)`` needs the last shared layer's parameters; it returns the weighted
+    total (weights held constant for the network) and writes the GradNorm gradient into ``w.grad``,
+    so the weights step with the model's optimizer.
+    """
+
+    name = "gradnorm"
+
+    def __init__(self, tasks: list[str], alpha: float = 1.5) -> None:
+        super().__init__()
+        check_number("gradnorm", "alpha", alpha, low=0.0)
+        self.tasks, self.alpha = list(tasks), float(alpha)
+        self.w = nn.Parameter(torch.ones(len(self.tasks)))
+        self.register_buffer("initial", torch.zeros(0))
+
+    def forward(self, losses, shared: list[torch.Tensor] | None = None):
+        if not shared:
+            raise TransferkitError("gradnorm needs the last shared layer's parameters: call it as weighter(losses, shared).")
+        T = len(self.tasks)
+        with torch.no_grad():
+            self.w.mul_(T / self.w.sum().clamp_min(1e-12))
+        L = _stack({k: losses[k] for k in self.tasks})
+        if len(self.initial) == 0:
+            self.initial = L.detach().clone()
+        norms = []
+        for i in range(T):
+            g = torch.autograd.grad(self.w[i] * L[i], shared, retain_graph=True, create_graph=True)
+            norms.append(torch.sqrt(sum((x * x).sum() for x in g)))
+        G = torch.stack(norms)
+        ratio = L.detach() / self.initial.clamp_min(1e-12)
+        target = (G.mean() * (ratio / ratio.mean()) ** self.alpha).detach()
+        self.w.grad = torch.autograd.grad((G - target).abs().sum(), self.w, retain_graph=True)[0]
+        w = self.w.detach()
+        return (w * L).sum(), _weights(self.tasks, w)
+
+
 WEIGHTERS: Registry[type[nn.Module]] = Registry("weighter")
-for _cls in (Equal, Fixed, Uncertainty, RandomWeights, DWA):
+for _cls in (Equal, Fixed, Uncertainty, RandomWeights, DWA, GradNorm):
     WEIGHTERS.register(_cls.name)(_cls)
