@@ -179,3 +179,18 @@ def test_gradnorm_raises_the_weight_of_the_task_that_trains_slower():
         total, weights = gn(losses, list(layer.parameters()))
         opt.step()
     assert weights["slow"] > weights["fast"] and sum(weights.values()) == pytest.approx(2.0, rel=1e-4)
+
+
+def test_cross_stitch_starts_near_separate_networks_and_mixes_through_its_units():
+    from transferkit.multitask.models import CrossStitch
+
+    torch.manual_seed(0)
+    blocks = [torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU()), torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())]
+    model = CrossStitch(blocks, 8, {"a": 3, "b": 2}, keep=1.0)  # keep=1: no mixing, two separate networks
+    x = torch.randn(4, 6)
+    out = model(x)
+    alone = model.heads["a"](model.columns[0][1](model.columns[0][0](x)))
+    torch.testing.assert_close(out.logits["a"], alone)
+    out.logits["b"].sum().backward()
+    assert model.stitches[0].grad.abs().sum() > 0  # task b's loss reaches the stitch units
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.heads["a"].parameters())

@@ -1,4 +1,4 @@
-"""Multi-task architectures: hard parameter sharing and a multi-gate mixture of experts.
+"""Multi-task architectures: hard parameter sharing, a multi-gate mixture of experts, cross-stitch.
 
 Both return ``MultiOutput(logits={task: [B, C_t]}, features=[B, D])`` where ``features`` is the
 shared representation (what MGDA-UB and the per-task gradients are taken against).
@@ -6,6 +6,7 @@ shared representation (what MGDA-UB and the per-task gradients are taken against
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -82,3 +83,38 @@ class MMoE(nn.Module):
         e = torch.stack([expert(z) for expert in self.experts], dim=1)  # [B, E, W]
         logits = {t: self.heads[t]((w.unsqueeze(-1) * e).sum(1)) for t, w in self.gate_weights(z).items()}
         return MultiOutput(logits, z)
+
+
+class CrossStitch(nn.Module):
+    """Cross-stitch networks (Misra et al., 2016): one copy of the network per task, and after
+    each block a learned linear mix of the tasks' activations, ``x'_t = sum_s a[t, s] x_s``
+    (initialised to keep 90 % of a task's own activation).
+
+    Args:
+        blocks: the network as a list of blocks (e.g. ``[Linear+ReLU, Linear+ReLU]``), copied per task.
+        width: features out of the last block.
+        outputs: classes (or 1 for regression) per task.
+    """
+
+    def __init__(self, blocks: list[nn.Module], width: int, outputs: dict[str, int], keep: float = 0.9) -> None:
+        super().__init__()
+        tasks = list(outputs)
+        T = len(tasks)
+        if T < 2:
+            raise TransferkitError("CrossStitch mixes the activations of several tasks; give it two or more.")
+        self.tasks = tasks
+        self.columns = nn.ModuleList(nn.ModuleList(copy.deepcopy(b) for b in blocks) for _ in tasks)
+        init = torch.full((T, T), (1 - keep) / (T - 1))
+        init.fill_diagonal_(keep)
+        self.stitches = nn.ParameterList(nn.Parameter(init.clone()) for _ in blocks)
+        self.heads = _heads(width, outputs)
+
+    def shared_parameters(self):
+        return [*self.columns.parameters(), *self.stitches.parameters()]
+
+    def forward(self, x) -> MultiOutput:
+        xs = [x] * len(self.tasks)
+        for layer, stitch in enumerate(self.stitches):
+            h = torch.stack([col[layer](xi) for col, xi in zip(self.columns, xs)])  # [T, B, ...]
+            xs = list(torch.einsum("ts,s...->t...", stitch, h))
+        return MultiOutput({t: self.heads[t](xi) for t, xi in zip(self.tasks, xs)}, torch.stack(xs, 1))
