@@ -194,3 +194,35 @@ def test_cross_stitch_starts_near_separate_networks_and_mixes_through_its_units(
     out.logits["b"].sum().backward()
     assert model.stitches[0].grad.abs().sum() > 0  # task b's loss reaches the stitch units
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.heads["a"].parameters())
+
+
+def _two_task_data(n=256):
+    from transferkit.multitask.data import MultiTaskArrays
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 6, generator=g)
+    return MultiTaskArrays(x, {"sign": (x[:, 0] > 0).long(), "value": 2.0 * x[:, 1]})
+
+
+@pytest.mark.parametrize("name", WEIGHTERS.names())
+def test_every_weighter_trains_a_shared_model_through_the_trainer(name):
+    from transferkit.backbones import create_backbone
+    from transferkit.config import TrainSettings
+    from transferkit.engine.trainer import Trainer
+    from transferkit.finetune.base import Strategy
+    from transferkit.multitask.models import HardSharing
+
+    torch.manual_seed(0)
+    model = HardSharing(create_backbone("mlp", in_features=6, hidden=(16, 16)), {"sign": 2, "value": 1})
+    args = {"weights": {"sign": 1.0, "value": 0.5}} if name == "fixed" else (
+        {"tasks": ["sign", "value"]} if name in ("uncertainty", "dwa", "gradnorm") else {})
+    model.weighter = WEIGHTERS.build(name, **args)
+    data = _two_task_data()
+    history = Trainer(TrainSettings(epochs=10, batch_size=32, lr=0.1, optimizer="sgd", momentum=0.0),
+                      progress=False).fit(model, Strategy(), data)  # every parameter trains, the weighter's too
+    first, last = history[0], history[-1]
+    assert last["train/task/sign"] < first["train/task/sign"] and last["train/task/value"] < first["train/task/value"]
+    assert {"train/weight/sign", "train/weight/value"} <= set(last)
+    with torch.no_grad():
+        out = model(data.x)
+    assert float((out.logits["sign"].argmax(1) == data.targets["sign"]).float().mean()) > 0.8

@@ -13,6 +13,8 @@ from transferkit.model import TransferModel
 
 
 def move(x, device: torch.device):
+    if isinstance(x, dict):  # multi-task targets
+        return {k: move(v, device) for k, v in x.items()}
     return x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
 
 

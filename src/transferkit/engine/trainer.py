@@ -175,6 +175,10 @@ class Trainer:
         # accumulate() add only per-step checks (package look-ups, signature inspection) that
         # dominate small models; step the optimizer itself then, and plain SGD as one update.
         plain_step = acc.scaler is None and self.s.grad_accum == 1
+        weighter = getattr(acc.unwrap_model(model), "weighter", None)  # multi-task models carry one
+        if weighter is not None and not plain_step:
+            raise TransferkitError("Multi-task training runs without fp16 loss scaling or gradient accumulation; "
+                                   "set train.mixed_precision to 'no' or 'bf16' and train.grad_accum to 1.")
         opt = optimizer.optimizer if plain_step else optimizer
         update = (lambda: sgd_update(opt)) if plain_step and is_plain_sgd(opt) else None
         for item in loader:
@@ -183,9 +187,12 @@ class Trainer:
             batch = strategy.prepare_batch(raw)
             with nullcontext() if plain_step else acc.accumulate(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
-                terms = {"task": F.cross_entropy(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
-                loss = self._total(terms, strategy.task_weight())
-                loss.backward() if plain_step else acc.backward(loss)
+                if weighter is None:
+                    terms = {"task": F.cross_entropy(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
+                    loss = self._total(terms, strategy.task_weight())
+                    loss.backward() if plain_step else acc.backward(loss)
+                else:
+                    terms, loss = self._multitask_step(acc.unwrap_model(model), weighter, batch, out, strategy)
                 if acc.sync_gradients:
                     strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
                 if self.s.max_grad_norm and acc.sync_gradients:
@@ -200,7 +207,30 @@ class Trainer:
                 break
             bar.advance()
         sums = {k: torch.stack(v).sum() for k, v in sums.items()}
+        if hasattr(weighter, "end_epoch"):
+            weighter.end_epoch()
         return {f"train/{k}": float(v) / max(steps, 1) for k, v in sums.items()}
+
+    @staticmethod
+    def _multitask_step(model, weighter, batch: Batch, out, strategy: Strategy) -> tuple[dict, torch.Tensor]:
+        """Per-task losses (cross-entropy for integer targets, mean squared error otherwise) ->
+        the weighter -> backward; gradient-based weighters set the shared gradient themselves."""
+        from transferkit.multitask.gradients import aggregated_backward
+
+        losses = {t: (F.cross_entropy(out.logits[t], y) if not y.is_floating_point()
+                      else F.mse_loss(out.logits[t].squeeze(-1), y)) for t, y in batch.targets.items()}
+        extra = strategy.named_loss_terms(batch, out, model)
+        shared = [p for p in model.shared_parameters() if p.requires_grad]
+        total, weights = weighter(losses, features=out.features, last_shared=model.last_shared_parameters())
+        if getattr(weighter, "gradient_based", False):
+            specific = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)]
+            aggregated_backward(list(losses.values()), shared, specific, weighter.aggregate)
+            if extra:
+                sum(extra.values()).backward()
+        else:
+            (total + sum(extra.values())).backward()
+        terms = {f"task/{t}": v for t, v in losses.items()} | {f"weight/{t}": torch.tensor(w) for t, w in weights.items()}
+        return terms | extra, total.detach()
 
     @staticmethod
     def _total(terms: dict[str, torch.Tensor], task_weight: float) -> torch.Tensor:
@@ -258,7 +288,7 @@ class Trainer:
             start = end
         if self.run_dir and state.best_epoch is not None and s.restore_best and val is not None and len(val):
             ckpt.load_weights(plain, ckpt_root / f"epoch-{state.best_epoch - 1:04d}" / ckpt.MODEL_FILE, partial=True)
-        strategy.after_task(plain, task if task is not None else plain.default_task)
+        strategy.after_task(plain, task if task is not None else getattr(plain, "default_task", None))
         return state.history
 
     def _start_phase(self, plain, strategy, phase: Phase, train, val, optim_state, state: TrainState):

@@ -43,10 +43,13 @@ class HardSharing(nn.Module):
         self.heads = _heads(backbone.num_features, outputs)
 
     def shared_parameters(self):
-        return self.backbone.parameters()
+        return list(self.backbone.parameters())
 
-    def forward(self, x) -> MultiOutput:
-        z = self.backbone.features(x)
+    def last_shared_parameters(self):
+        return list(self.backbone.stages()[-1].parameters())
+
+    def forward(self, x, task=None, precomputed: bool = False) -> MultiOutput:
+        z = x if precomputed else self.backbone.features(x)
         return MultiOutput({t: h(z) for t, h in self.heads.items()}, z)
 
 
@@ -74,12 +77,15 @@ class MMoE(nn.Module):
     def shared_parameters(self):
         return [*self.backbone.parameters(), *self.experts.parameters()]
 
+    def last_shared_parameters(self):
+        return list(self.experts.parameters())
+
     def gate_weights(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per task, the softmax mixture weights over the experts. Shape: ``{task: [B, E]}``."""
         return {t: torch.softmax(g(z), dim=-1) for t, g in self.gates.items()}
 
-    def forward(self, x) -> MultiOutput:
-        z = self.backbone.features(x)
+    def forward(self, x, task=None, precomputed: bool = False) -> MultiOutput:
+        z = x if precomputed else self.backbone.features(x)
         e = torch.stack([expert(z) for expert in self.experts], dim=1)  # [B, E, W]
         logits = {t: self.heads[t]((w.unsqueeze(-1) * e).sum(1)) for t, w in self.gate_weights(z).items()}
         return MultiOutput(logits, z)
@@ -112,7 +118,10 @@ class CrossStitch(nn.Module):
     def shared_parameters(self):
         return [*self.columns.parameters(), *self.stitches.parameters()]
 
-    def forward(self, x) -> MultiOutput:
+    def last_shared_parameters(self):
+        return [self.stitches[-1]]
+
+    def forward(self, x, task=None, precomputed: bool = False) -> MultiOutput:
         xs = [x] * len(self.tasks)
         for layer, stitch in enumerate(self.stitches):
             h = torch.stack([col[layer](xi) for col, xi in zip(self.columns, xs)])  # [T, B, ...]

@@ -1,9 +1,12 @@
 """Loss weighters: turn the per-task losses into one loss to minimise.
 
 A weighter is a small ``nn.Module`` (its learnable weights move to the device and are
-checkpointed) whose ``forward(losses)`` returns ``(total, {task: weight})``. Gradient-based
-aggregators (PCGrad, MGDA, CAGrad, IMTL-G) live in ``multitask.functional`` and act on per-task
-gradients instead.
+checkpointed) whose ``forward(losses, **context)`` returns ``(total, {task: weight})``; the
+context holds what some methods need (``features``: the shared representation; ``last_shared``:
+the last shared layer's parameters). Gradient-based methods (PCGrad, CAGrad, IMTL-G) also have
+``aggregate(G) -> (direction, weights)``: the trainer then sets the shared parameters' gradient
+to that direction (``multitask.gradients.aggregated_backward``). MGDA-UB weighs the losses from
+the gradients w.r.t. the shared representation and needs one ordinary backward.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import torch
 from torch import nn
 
 from transferkit.errors import TransferkitError
+from transferkit.multitask import functional as F
 from transferkit.finetune.base import check_number
 from transferkit.registry import Registry
 
@@ -31,7 +35,7 @@ class Equal(nn.Module):
 
     name = "equal"
 
-    def forward(self, losses: dict[str, torch.Tensor]):
+    def forward(self, losses: dict[str, torch.Tensor], **context):
         L = _stack(losses)
         return L.sum(), _weights(losses, torch.ones(len(L)))
 
@@ -50,7 +54,7 @@ class Fixed(nn.Module):
             check_number("fixed", f"weights.{k}", v, low=0.0)
         self.weights = dict(weights)
 
-    def forward(self, losses):
+    def forward(self, losses, **context):
         missing = [k for k in losses if k not in self.weights]
         if missing:
             raise TransferkitError(f"fixed: no weight for task(s) {', '.join(missing)}; add them to 'weights'.")
@@ -70,7 +74,7 @@ class Uncertainty(nn.Module):
         self.tasks = list(tasks)
         self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))
 
-    def forward(self, losses):
+    def forward(self, losses, **context):
         L = _stack({k: losses[k] for k in self.tasks})
         w = torch.exp(-self.log_vars)
         return (w * L + self.log_vars).sum(), _weights(self.tasks, w)
@@ -82,7 +86,7 @@ class RandomWeights(nn.Module):
 
     name = "rlw"
 
-    def forward(self, losses):
+    def forward(self, losses, **context):
         L = _stack(losses)
         w = torch.softmax(torch.randn(len(L), device=L.device), 0) * len(L)
         return (w * L).sum(), _weights(losses, w)
@@ -109,7 +113,7 @@ class DWA(nn.Module):
         r = self.history[-1] / self.history[-2].clamp_min(1e-12)
         return T * torch.softmax(r / self.temperature, 0)
 
-    def forward(self, losses):
+    def forward(self, losses, **context):
         L = _stack({k: losses[k] for k in self.tasks})
         self.running[:-1] += L.detach().to(self.running.device)
         self.running[-1] += 1
@@ -128,7 +132,7 @@ class GradNorm(nn.Module):
     ``r_i`` is task i's loss ratio ``L_i(t) / L_i(0)`` relative to the mean ratio: tasks that train
     slower get larger weights. The weights are renormalised to sum to the number of tasks.
 
-    ``forward(losses, shared)`` needs the last shared layer's parameters; it returns the weighted
+    ``forward(losses, last_shared=...)`` needs the last shared layer's parameters; it returns the weighted
     total (weights held constant for the network) and writes the GradNorm gradient into ``w.grad``,
     so the weights step with the model's optimizer.
     """
@@ -142,12 +146,14 @@ class GradNorm(nn.Module):
         self.w = nn.Parameter(torch.ones(len(self.tasks)))
         self.register_buffer("initial", torch.zeros(0))
 
-    def forward(self, losses, shared: list[torch.Tensor] | None = None):
+    def forward(self, losses, last_shared: list[torch.Tensor] | None = None, **context):
+        shared = last_shared
         if not shared:
-            raise TransferkitError("gradnorm needs the last shared layer's parameters: call it as weighter(losses, shared).")
+            raise TransferkitError("gradnorm needs the last shared layer's parameters: "
+                                   "call it as weighter(losses, last_shared=[...]).")
         T = len(self.tasks)
-        with torch.no_grad():
-            self.w.mul_(T / self.w.sum().clamp_min(1e-12))
+        with torch.no_grad():  # keep the weights positive, summing to T (a large step can overshoot zero)
+            self.w.clamp_(min=1e-3).mul_(T / self.w.sum())
         L = _stack({k: losses[k] for k in self.tasks})
         if len(self.initial) == 0:
             self.initial = L.detach().clone()
@@ -163,6 +169,67 @@ class GradNorm(nn.Module):
         return (w * L).sum(), _weights(self.tasks, w)
 
 
+class _Aggregator(nn.Module):
+    """Base of the gradient-based methods: ``forward`` reports the plain sum (for logging); the
+    trainer calls ``aggregate`` on the per-task gradients of the shared parameters."""
+
+    gradient_based = True
+
+    def forward(self, losses, **context):
+        L = _stack(losses)
+        return L.sum(), _weights(losses, torch.ones(len(L)))
+
+
+class PCGrad(_Aggregator):
+    """PCGrad (Yu et al., 2020): project away each task gradient's conflicts, then sum."""
+
+    name = "pcgrad"
+
+    def aggregate(self, G):
+        d, _ = F.pcgrad(G)
+        return d, torch.ones(len(G), device=G.device)
+
+
+class CAGrad(_Aggregator):
+    """CAGrad (Liu et al., 2021) with conflict radius ``c``."""
+
+    name = "cagrad"
+
+    def __init__(self, c: float = 0.5) -> None:
+        super().__init__()
+        check_number("cagrad", "c", c, low=0.0)
+        self.c = float(c)
+
+    def aggregate(self, G):
+        return F.cagrad(G, self.c)
+
+
+class IMTLG(_Aggregator):
+    """IMTL-G (Liu et al., 2021): the update projects equally onto every task's gradient direction."""
+
+    name = "imtl_g"
+
+    def aggregate(self, G):
+        return F.imtl_g(G)
+
+
+class MGDAUB(nn.Module):
+    """MGDA-UB (Sener & Koltun, 2018): min-norm weights from the gradients w.r.t. the shared
+    representation (a backward through each head only), then one backward of the weighted sum."""
+
+    name = "mgda"
+
+    def forward(self, losses, features: torch.Tensor | None = None, **context):
+        from transferkit.multitask.gradients import representation_gradients
+
+        if features is None:
+            raise TransferkitError("mgda needs the shared representation: call it as weighter(losses, features=z).")
+        L = _stack(losses)
+        dz = representation_gradients(list(L), features).flatten(1)
+        w = F.min_norm_weights(dz @ dz.t()).detach()
+        return (w * L).sum(), _weights(losses, w)
+
+
 WEIGHTERS: Registry[type[nn.Module]] = Registry("weighter")
-for _cls in (Equal, Fixed, Uncertainty, RandomWeights, DWA, GradNorm):
+for _cls in (Equal, Fixed, Uncertainty, RandomWeights, DWA, GradNorm, MGDAUB, PCGrad, CAGrad, IMTLG):
     WEIGHTERS.register(_cls.name)(_cls)
