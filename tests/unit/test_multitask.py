@@ -217,12 +217,23 @@ def test_every_weighter_trains_a_shared_model_through_the_trainer(name):
     args = {"weights": {"sign": 1.0, "value": 0.5}} if name == "fixed" else (
         {"tasks": ["sign", "value"]} if name in ("uncertainty", "dwa", "gradnorm") else {})
     model.weighter = WEIGHTERS.build(name, **args)
-    data = _two_task_data()
+    data, val = _two_task_data(), _two_task_data(64)
     history = Trainer(TrainSettings(epochs=10, batch_size=32, lr=0.1, optimizer="sgd", momentum=0.0),
-                      progress=False).fit(model, Strategy(), data)  # every parameter trains, the weighter's too
+                      progress=False).fit(model, Strategy(), data, val)  # every parameter trains, the weighter's too
     first, last = history[0], history[-1]
     assert last["train/task/sign"] < first["train/task/sign"] and last["train/task/value"] < first["train/task/value"]
-    assert {"train/weight/sign", "train/weight/value"} <= set(last)
+    assert {"train/weight/sign", "train/weight/value", "val/sign/accuracy", "val/value/mse", "val/accuracy"} <= set(last)
     with torch.no_grad():
         out = model(data.x)
     assert float((out.logits["sign"].argmax(1) == data.targets["sign"]).float().mean()) > 0.8
+
+
+def test_delta_m_by_hand_and_gradient_cosines():
+    from transferkit.metrics.multitask import delta_m, gradient_cosines
+
+    # accuracy 0.9 vs 0.8 (+12.5 %), error 0.5 vs 0.4 (lower is better: -25 %) -> mean -6.25 %
+    assert delta_m({"acc": 0.9, "err": 0.5}, {"acc": 0.8, "err": 0.4}, {"acc": True, "err": False}) == pytest.approx(-6.25)
+    with pytest.raises(ValueError, match="missing"):
+        delta_m({"acc": 0.9}, {}, {"acc": True})
+    C = gradient_cosines(torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]]))
+    torch.testing.assert_close(C, torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 1.0]]))

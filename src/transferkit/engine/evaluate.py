@@ -41,6 +41,10 @@ def predict_logits(model: TransferModel, dataset: Dataset, batch_size: int = 256
 
 def evaluate(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,
              task: str | None = None, prefix: str = "") -> dict[str, float]:
-    """``{prefix+"loss", prefix+"accuracy"}`` over ``dataset``."""
+    """``{prefix+"loss", prefix+"accuracy"}`` over ``dataset`` (per-task metrics for a multi-task model)."""
+    if hasattr(model, "weighter"):
+        from transferkit.multitask.evaluate import evaluate_multitask
+
+        return evaluate_multitask(model, dataset, batch_size, prefix)
     logits, targets = predict_logits(model, dataset, batch_size, precomputed, task)
     return {f"{prefix}loss": float(F.cross_entropy(logits, targets)), f"{prefix}accuracy": accuracy(logits, targets)}
