@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from transferkit.continual.base import TeacherMixin, frozen_copy
 from transferkit.continual.buffers import ReservoirBuffer
 from transferkit.continual.functional import herding, nearest_mean_scores
-from transferkit.continual.replay import with_replay
+from transferkit.continual.replay import task_data, with_replay
 from transferkit.finetune.base import check_number
 
 
@@ -63,8 +63,7 @@ class ICaRL(TeacherMixin):
         classes = torch.unique(torch.cat([self.old_classes.cpu(), new]))
         per_class = self.size // len(classes)
         kept = self.memory.all() if len(self.memory) else {"x": torch.zeros(0), "y": torch.zeros(0, dtype=torch.long)}
-        x_all, y_all = task.train[list(range(len(task.train)))]
-        y_all = torch.as_tensor(y_all)
+        x_all, y_all = task_data(task, "cpu")
         memory = ReservoirBuffer(self.size)
         for c in classes.tolist():
             if c in self.old_classes.tolist():  # exemplars are in herding order: keep the first ones

@@ -18,12 +18,12 @@ import psutil
 import torch
 from accelerate.utils import set_seed
 from torch import nn
-from torch.utils.data import DataLoader
 
 from transferkit.config import TrainSettings
 from transferkit.continual.buffers import ReservoirBuffer
 from transferkit.data.streams import Experience, Stream
 from transferkit.engine import checkpoint as ckpt
+from transferkit.engine.evaluate import batches
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
 from transferkit.finetune.base import Strategy
@@ -57,15 +57,6 @@ def settings_of(stream: Stream) -> list[str]:
     if stream.scenario == "class":
         return ["class_il", "task_il"]
     return ["task_il"] if stream.scenario == "task" else ["domain_il"]
-
-
-def batches(dataset, batch_size: int):
-    """(x, y) batches in order; whole-batch indexing when the dataset supports it."""
-    if getattr(dataset, "batch_indexable", False):
-        for a in range(0, len(dataset), batch_size):
-            yield dataset[list(range(a, min(a + batch_size, len(dataset))))]
-    else:
-        yield from DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
 @torch.no_grad()

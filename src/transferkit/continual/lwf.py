@@ -6,6 +6,7 @@ import torch
 
 from transferkit.continual.base import TeacherMixin, frozen_copy
 from transferkit.continual.functional import kd_loss
+from transferkit.engine.evaluate import batches
 from transferkit.finetune.base import check_number
 from transferkit.model import Output
 
@@ -36,8 +37,7 @@ class LwF(TeacherMixin):
         self.__dict__["_teacher"] = None
         if self.old is not None and getattr(dataset, "batch_indexable", False) and not phase.precomputed:
             device = next(self.old.parameters()).device
-            outs = [self.old(dataset[list(range(a, min(a + 1024, len(dataset))))][0].to(device))
-                    for a in range(0, len(dataset), 1024)]
+            outs = [self.old(x.to(device)) for x, _ in batches(dataset, 1024)]
             self.__dict__["_teacher"] = (len(dataset), Output(torch.cat([o.logits for o in outs]),
                                                               torch.cat([o.features for o in outs])))
         return dataset

@@ -18,6 +18,16 @@ def move(x, device: torch.device):
     return x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
 
 
+def batches(dataset: Dataset, batch_size: int):
+    """The dataset's items in order, ``batch_size`` at a time: whole-batch indexing when the
+    dataset supports it (``batch_indexable``), a DataLoader otherwise."""
+    if getattr(dataset, "batch_indexable", False):
+        for a in range(0, len(dataset), batch_size):
+            yield dataset[list(range(a, min(a + batch_size, len(dataset))))]
+    else:
+        yield from DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
 @torch.no_grad()
 def predict_logits(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,
                    task: str | None = None, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:

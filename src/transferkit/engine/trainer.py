@@ -223,7 +223,8 @@ class Trainer:
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         total, weights = weighter(losses, features=out.features, last_shared=model.last_shared_parameters())
         if getattr(weighter, "gradient_based", False):
-            specific = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in shared)]
+            shared_ids = {id(p) for p in shared}
+            specific = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
             aggregated_backward(list(losses.values()), shared, specific, weighter.aggregate)
             if extra:
                 sum(extra.values()).backward()

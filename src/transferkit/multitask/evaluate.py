@@ -4,9 +4,7 @@ for regression tasks; ``accuracy`` is the mean over the classification tasks."""
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader
-
-from transferkit.engine.evaluate import move
+from transferkit.engine.evaluate import batches, move
 
 
 @torch.no_grad()
@@ -16,9 +14,7 @@ def evaluate_multitask(model, dataset, batch_size: int = 256, prefix: str = "") 
     device = next(model.parameters()).device
     sums: dict[str, float] = {}
     n = 0
-    batches = ((dataset[list(range(a, min(a + batch_size, len(dataset))))]) for a in range(0, len(dataset), batch_size)) \
-        if getattr(dataset, "batch_indexable", False) else DataLoader(dataset, batch_size=batch_size)
-    for x, targets in batches:
+    for x, targets in batches(dataset, batch_size):
         out = model(move(x, device))
         for t, y in targets.items():
             y = y.to(device)
