@@ -28,6 +28,7 @@ class Family(str, Enum):
     datasets = "datasets"
     heads = "heads"
     continual = "continual"
+    weighters = "weighters"
 
 
 @app.callback()
@@ -90,9 +91,10 @@ def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> No
     from transferkit.data import DATASETS
     from transferkit.finetune import STRATEGIES
     from transferkit.heads import HEADS
+    from transferkit.multitask import WEIGHTERS
 
     registry = {"backbones": BACKBONES, "strategies": STRATEGIES, "datasets": DATASETS, "heads": HEADS,
-                "continual": CONTINUAL}[family.value]
+                "continual": CONTINUAL, "weighters": WEIGHTERS}[family.value]
     table = Table(title=family.value)
     table.add_column("name")
     table.add_column("description")
@@ -129,6 +131,40 @@ def continual(
     for r in comparison_rows(results):
         table.add_row(r["strategy"], r["setting"], *(str(r.get(k, "")) for k in ("average_accuracy", "forgetting", "bwt",
                                                                                    "fwt", "seconds")))
+    console.print(table)
+    console.print(f"Run written to {out} (report: {out / 'report.html'})")
+
+
+@app.command()
+def multitask(
+    config: Annotated[Path, typer.Argument(help="YAML config with data, model, weighter, compare, train.")],
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<name>).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: weighter.name=pcgrad.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+) -> None:
+    """Train one shared model on several tasks with each weighter (and the single-task baselines); write the report."""
+    from transferkit.config import MultitaskConfig, load_config
+    from transferkit.multitask.run import run_multitask
+    from transferkit.report.multitask import delta_m_rows
+
+    cfg = load_config(config, set_ or [], schema=MultitaskConfig)
+    out = out or Path("runs") / (cfg.name or config.stem)
+
+    def shown(r: dict) -> None:
+        if "message" in r:
+            console.print(r["message"])
+            return
+        accs = ", ".join(f"{k.split('/')[0]} {100 * v:.1f}%" for k, v in r["test"].items() if k.endswith("/accuracy"))
+        console.print(f"{r['kind']} {r['name']} seed {r['seed']}: {r['seconds']:.1f} s, test {accs}")
+
+    summary = run_multitask(cfg, out, overwrite=overwrite, on_model=shown)
+    tasks = list(next(iter(summary.values()))["tasks"])
+    headers, rows = delta_m_rows(summary, tasks)
+    table = Table(title=f"multitask: {cfg.name or config.stem}")
+    for col in headers:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*map(str, row))
     console.print(table)
     console.print(f"Run written to {out} (report: {out / 'report.html'})")
 

@@ -116,6 +116,44 @@ class ContinualConfig(_Strict):
     compare: ContinualCompare = ContinualCompare()
 
 
+class MultitaskData(_Strict):
+    kind: Literal["multimnist", "domains"] = "domains"  # two digits per image, or one task per dataset domain
+    tasks: list[str] = []  # domains: one "name:domain" per task (the task is named after the domain)
+    per_task: int | None = Field(None, ge=2)  # domains: at most this many rows per task (stratified)
+    test_fraction: float = Field(0.3, gt=0, lt=1)  # domains: held out per task for testing
+    val_fraction: float = Field(0.1, ge=0, lt=1)  # of the training rows, for validation curves / early stopping
+    train_size: int = Field(20000, ge=1)  # multimnist: training images (drawn from MNIST's training split)
+    test_size: int = Field(5000, ge=1)  # multimnist: test images (from MNIST's test split)
+    encoder: str | None = None  # domains: a backbone that encodes the inputs once, frozen (hf_text for texts)
+    encoder_weights: str | None = None  # its weights (default: the backbone's own, e.g. the packaged MiniLM)
+    encoder_args: dict[str, Any] = {}  # its keyword arguments
+    cache_dir: str | None = None  # where encoded features are kept (default $TRANSFERKIT_CACHE or ~/.cache/transferkit)
+    batches: Literal["mixed", "alternating"] = "mixed"  # tasks from different datasets: every task per batch, or in turn
+    seed: int = 0  # image draws and splits
+    data_dir: str | None = None  # folder with named external datasets (else $TRANSFERKIT_DATA)
+
+
+class MultitaskModel(_Strict):
+    arch: Literal["hard", "mmoe", "cross_stitch"] = "hard"  # hard sharing, mixture of experts, cross-stitch units
+    arch_args: dict[str, Any] = {}  # mmoe: experts, expert_width; cross_stitch: keep
+    backbone: str = "mlp"  # the shared network (a name from `transferkit list backbones`)
+    weights: str | None = None  # its weights file (None: random init)
+    backbone_args: dict[str, Any] = {}  # keyword arguments of the backbone
+
+
+class MultitaskConfig(_Strict):
+    name: str | None = None  # shown in reports
+    data: MultitaskData = MultitaskData()
+    model: MultitaskModel = MultitaskModel()
+    weighter: StrategyConfig = StrategyConfig(name="equal")  # a name from `transferkit list weighters`
+    compare: list[str] = []  # more weighters trained on the same data, for the comparison table
+    weighter_args: dict[str, dict[str, Any]] = {}  # arguments of compared weighters: {cagrad: {c: 0.4}}
+    single_task: bool = True  # also train one model per task alone (the baselines of delta-m)
+    seeds: int = Field(1, ge=1)  # repetitions of every model (initialisation and shuffling)
+    similarity_every: int = Field(10, ge=0)  # log the task-gradient cosines every N steps (0: never)
+    train: TrainSettings = TrainSettings()
+
+
 def _fields(model: type[BaseModel], loc: tuple) -> list[str]:
     for key in loc:
         ann = model.model_fields.get(str(key))

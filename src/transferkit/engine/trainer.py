@@ -192,7 +192,7 @@ class Trainer:
                     loss = self._total(terms, strategy.task_weight())
                     loss.backward() if plain_step else acc.backward(loss)
                 else:
-                    terms, loss = self._multitask_step(acc.unwrap_model(model), weighter, batch, out, strategy)
+                    terms, loss = self._multitask_step(acc.unwrap_model(model), weighter, batch, out, strategy, steps)
                 if acc.sync_gradients:
                     strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
                 if self.s.max_grad_norm and acc.sync_gradients:
@@ -206,31 +206,40 @@ class Trainer:
             if steps % 10 == 0 and not torch.isfinite(loss):
                 break
             bar.advance()
-        sums = {k: torch.stack(v).sum() for k, v in sums.items()}
         if hasattr(weighter, "end_epoch"):
             weighter.end_epoch()
-        return {f"train/{k}": float(v) / max(steps, 1) for k, v in sums.items()}
+        return {f"train/{k}": float(torch.stack(v).mean()) for k, v in sums.items()}  # each term over the steps it was logged
 
     @staticmethod
-    def _multitask_step(model, weighter, batch: Batch, out, strategy: Strategy) -> tuple[dict, torch.Tensor]:
-        """Per-task losses (cross-entropy for integer targets, mean squared error otherwise) ->
-        the weighter -> backward; gradient-based weighters set the shared gradient themselves."""
-        from transferkit.multitask.gradients import aggregated_backward
+    def _multitask_step(model, weighter, batch: Batch, out, strategy: Strategy, step: int) -> tuple[dict, torch.Tensor]:
+        """Per-task losses over each task's labelled rows -> the weighter -> backward; gradient-based
+        weighters set the shared gradient themselves. Every ``model.similarity_every`` steps the
+        pairwise cosines of the task gradients are logged as ``gradcos/<a>|<b>``."""
+        from transferkit.multitask.data import task_losses
+        from transferkit.multitask.gradients import aggregated_backward, shared_gradients
+        from transferkit.metrics.multitask import gradient_cosines
 
-        losses = {t: (F.cross_entropy(out.logits[t], y) if not y.is_floating_point()
-                      else F.mse_loss(out.logits[t].squeeze(-1), y)) for t, y in batch.targets.items()}
+        losses = task_losses(out.logits, batch.targets)
         extra = strategy.named_loss_terms(batch, out, model)
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         total, weights = weighter(losses, features=out.features, last_shared=model.last_shared_parameters())
+        every = getattr(model, "similarity_every", 0)
+        G = None
         if getattr(weighter, "gradient_based", False):
             shared_ids = {id(p) for p in shared}
             specific = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
-            aggregated_backward(list(losses.values()), shared, specific, weighter.aggregate)
+            weights, G = aggregated_backward(list(losses.values()), shared, specific, weighter.aggregate)
+            weights = dict(zip(losses, weights.tolist()))
             if extra:
                 sum(extra.values()).backward()
         else:
+            if every and step % every == 0 and len(losses) > 1:
+                G = shared_gradients(list(losses.values()), shared)
             (total + sum(extra.values())).backward()
         terms = {f"task/{t}": v for t, v in losses.items()} | {f"weight/{t}": torch.tensor(w) for t, w in weights.items()}
+        if every and step % every == 0 and G is not None:
+            cos, names = gradient_cosines(G.detach()), list(losses)
+            terms |= {f"gradcos/{a}|{b}": cos[i, j] for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
         return terms | extra, total.detach()
 
     @staticmethod
@@ -306,8 +315,10 @@ class Trainer:
         val_data = strategy.prepare_data(plain, val, phase) if val is not None and len(val) else None
         sampler = EpochSampler(len(train_data), s.seed)
         if getattr(train_data, "batch_indexable", False) and acc.num_processes == 1 and not s.num_workers:
-            # in-memory tensors: index a whole batch at once instead of item by item and collating
-            loader = IndexedBatches(train_data, TensorBatches(sampler, s.batch_size))
+            # in-memory tensors: index a whole batch at once instead of item by item and collating;
+            # multi-task data from several datasets brings its own (mixed or alternating) batches
+            plan = getattr(train_data, "batch_plan", lambda *_: None)(sampler, s.batch_size)
+            loader = IndexedBatches(train_data, plan or TensorBatches(sampler, s.batch_size))
         else:
             loader = acc.prepare(DataLoader(train_data, batch_size=s.batch_size, sampler=sampler,
                                             num_workers=s.num_workers))

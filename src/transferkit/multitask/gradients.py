@@ -32,7 +32,7 @@ def aggregated_backward(losses: list[torch.Tensor], shared: list[torch.Tensor], 
                         aggregate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Set ``.grad`` of the shared parameters to ``aggregate(G)``'s direction and of the
     task-specific ones to the gradient of the summed losses (each head sees only its own task).
-    Returns the per-task weights the aggregator reports."""
+    Returns the per-task weights the aggregator reports and the gradient matrix ``G``."""
     G = shared_gradients(losses, shared)
     d, weights = aggregate(G)
     offset = 0
@@ -46,4 +46,4 @@ def aggregated_backward(losses: list[torch.Tensor], shared: list[torch.Tensor], 
         for p, g in zip(specific, grads):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g
-    return weights
+    return weights, G

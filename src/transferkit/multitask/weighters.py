@@ -26,6 +26,14 @@ def _stack(losses: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack([losses[k] for k in losses])
 
 
+def _every_task(owner: str, tasks: list[str], losses: dict) -> dict[str, torch.Tensor]:
+    missing = [t for t in tasks if t not in losses]
+    if missing:
+        raise TransferkitError(f"{owner} needs every task's loss in each step; this batch has none for "
+                               f"{', '.join(missing)}. Use mixed batches (data.batches: mixed).")
+    return {k: losses[k] for k in tasks}
+
+
 def _weights(names, values: torch.Tensor) -> dict[str, float]:
     return {k: float(v) for k, v in zip(names, values.detach())}
 
@@ -75,9 +83,10 @@ class Uncertainty(nn.Module):
         self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))
 
     def forward(self, losses, **context):
-        L = _stack({k: losses[k] for k in self.tasks})
-        w = torch.exp(-self.log_vars)
-        return (w * L + self.log_vars).sum(), _weights(self.tasks, w)
+        idx = [self.tasks.index(k) for k in losses]  # the tasks present in this batch
+        L, s = _stack(losses), self.log_vars[idx]
+        w = torch.exp(-s)
+        return (w * L + s).sum(), _weights(losses, w)
 
 
 class RandomWeights(nn.Module):
@@ -114,7 +123,7 @@ class DWA(nn.Module):
         return T * torch.softmax(r / self.temperature, 0)
 
     def forward(self, losses, **context):
-        L = _stack({k: losses[k] for k in self.tasks})
+        L = _stack(_every_task("dwa", self.tasks, losses))
         self.running[:-1] += L.detach().to(self.running.device)
         self.running[-1] += 1
         w = self.current().to(L.device)
@@ -154,7 +163,7 @@ class GradNorm(nn.Module):
         T = len(self.tasks)
         with torch.no_grad():  # keep the weights positive, summing to T (a large step can overshoot zero)
             self.w.clamp_(min=1e-3).mul_(T / self.w.sum())
-        L = _stack({k: losses[k] for k in self.tasks})
+        L = _stack(_every_task("gradnorm", self.tasks, losses))
         if len(self.initial) == 0:
             self.initial = L.detach().clone()
         norms = []
@@ -186,22 +195,24 @@ class PCGrad(_Aggregator):
     name = "pcgrad"
 
     def aggregate(self, G):
-        d, _ = F.pcgrad(G)
-        return d, torch.ones(len(G), device=G.device)
+        T = len(G)
+        C = F.pcgrad_weights(F.gram(G), [torch.randperm(T).tolist() for _ in range(T)])
+        return F._combine(C.sum(0), G)
 
 
 class CAGrad(_Aggregator):
-    """CAGrad (Liu et al., 2021) with conflict radius ``c``."""
+    """CAGrad (Liu et al., 2021) with conflict radius ``c``; ``rescale`` divides the update by
+    ``1 + c^2`` as the reference implementation does."""
 
     name = "cagrad"
 
-    def __init__(self, c: float = 0.5) -> None:
+    def __init__(self, c: float = 0.5, rescale: bool = True) -> None:
         super().__init__()
         check_number("cagrad", "c", c, low=0.0)
-        self.c = float(c)
+        self.c, self.rescale = float(c), bool(rescale)
 
     def aggregate(self, G):
-        return F.cagrad(G, self.c)
+        return F.cagrad(G, self.c, self.rescale)
 
 
 class IMTLG(_Aggregator):
@@ -214,22 +225,46 @@ class IMTLG(_Aggregator):
 
 
 class MGDAUB(nn.Module):
-    """MGDA-UB (Sener & Koltun, 2018): min-norm weights from the gradients w.r.t. the shared
-    representation (a backward through each head only), then one backward of the weighted sum."""
+    """MGDA (Sener & Koltun, 2018): min-norm weights of the task gradients (Frank-Wolfe,
+    ``max_iters`` / ``epsilon``). With ``upper_bound`` (MGDA-UB, the default) the gradients are
+    taken w.r.t. the shared representation (a backward through each head only) and the weighted
+    sum has one ordinary backward; without it, w.r.t. the shared parameters (exact MGDA)."""
 
     name = "mgda"
+
+    def __init__(self, upper_bound: bool = True, max_iters: int = 250, epsilon: float = 1e-5) -> None:
+        super().__init__()
+        check_number("mgda", "max_iters", max_iters, low=1, integer=True)
+        check_number("mgda", "epsilon", epsilon, low=0.0)
+        self.upper_bound, self.max_iters, self.epsilon = bool(upper_bound), int(max_iters), float(epsilon)
+        self.gradient_based = not self.upper_bound
+
+    def aggregate(self, G):
+        return F.mgda(G, self.max_iters, self.epsilon)
 
     def forward(self, losses, features: torch.Tensor | None = None, **context):
         from transferkit.multitask.gradients import representation_gradients
 
+        L = _stack(losses)
+        if not self.upper_bound:
+            return L.sum(), _weights(losses, torch.ones(len(L)))
         if features is None:
             raise TransferkitError("mgda needs the shared representation: call it as weighter(losses, features=z).")
-        L = _stack(losses)
         dz = representation_gradients(list(L), features).flatten(1)
-        w = F.min_norm_weights(dz @ dz.t()).detach()
+        w = F.min_norm_weights(dz @ dz.t(), self.max_iters, self.epsilon).to(L.device, L.dtype).detach()
         return (w * L).sum(), _weights(losses, w)
 
 
 WEIGHTERS: Registry[type[nn.Module]] = Registry("weighter")
 for _cls in (Equal, Fixed, Uncertainty, RandomWeights, DWA, GradNorm, MGDAUB, PCGrad, CAGrad, IMTLG):
-    WEIGHTERS.register(_cls.name)(_cls)
+    WEIGHTERS.register(_cls.name, help=" ".join(_cls.__doc__.split(". ")[0].split()))(_cls)
+
+
+def create_weighter(name: str, tasks: list[str], **args) -> nn.Module:
+    """Build a registered weighter; methods that keep per-task state get the task names."""
+    import inspect
+
+    cls = WEIGHTERS.get(name)
+    if "tasks" in inspect.signature(cls.__init__).parameters and "tasks" not in args:
+        args = {"tasks": list(tasks)} | args
+    return WEIGHTERS.build(name, **args)

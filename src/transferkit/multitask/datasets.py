@@ -1,0 +1,130 @@
+"""Multi-task datasets built from the registered ones: MultiMNIST (two overlapping digits, one task
+per digit) and "domains as tasks" (one task per dataset domain, optionally encoded once by a
+frozen backbone such as MiniLM, with the encoded features cached on disk)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from transferkit.data.datasets import ArrayDataset, TextDataset
+from transferkit.data.registry import data_dir, load_dataset
+from transferkit.data.splits import stratified_split
+from transferkit.errors import TransferkitError
+from transferkit.multitask.data import MultiTaskArrays
+
+
+def overlay_digits(left: np.ndarray, right: np.ndarray, size: int = 28, shift: int = 4) -> np.ndarray:
+    """MultiMNIST images (Sabour et al., 2017; the protocol of Sener & Koltun, 2018): the left digit
+    placed ``shift`` pixels up and left, the right digit ``shift`` down and right, on a canvas of
+    ``28 + 2 * shift``, overlapping pixels taking the brighter value, resized to ``size``.
+
+    Shape:
+        left, right: ``[N, 28, 28]`` grey levels in [0, 1]; returns ``[N, 1, size, size]`` float32.
+    """
+    n, h, w = left.shape
+    canvas = np.zeros((n, h + 2 * shift, w + 2 * shift), dtype=np.float32)
+    canvas[:, :h, :w] = left
+    canvas[:, 2 * shift:, 2 * shift:] = np.maximum(canvas[:, 2 * shift:, 2 * shift:], right)
+    out = F.interpolate(torch.from_numpy(canvas).unsqueeze(1), size=(size, size), mode="bilinear",
+                        align_corners=False, antialias=True)
+    return out.numpy()
+
+
+def multi_mnist(images: np.ndarray, labels: np.ndarray, n: int, seed: int, size: int = 28) -> MultiTaskArrays:
+    """``n`` MultiMNIST images drawn reproducibly (``seed``) from ``images``: each pairs two
+    different random images; tasks ``left`` and ``right`` are their digits."""
+    if n < 1 or len(images) < 2:
+        raise TransferkitError(f"MultiMNIST needs n >= 1 and at least two source images; got n={n}, {len(images)} images.")
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, len(images), n)
+    b = (a + rng.integers(1, len(images), n)) % len(images)  # never the same image twice
+    x = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+    return MultiTaskArrays(overlay_digits(x[a], x[b], size), {"left": labels[a].astype(np.int64),
+                                                               "right": labels[b].astype(np.int64)},
+                           name=f"multimnist-{seed}")
+
+
+def load_multi_mnist(cfg) -> tuple[MultiTaskArrays, MultiTaskArrays]:
+    """(train, test) MultiMNIST from ``<data_dir>/mnist/mnist.npz``: the training images are drawn
+    from MNIST's training split and the test images from its test split, so no digit image is shared."""
+    path = data_dir(cfg.data_dir) / "mnist" / "mnist.npz"
+    if not path.is_file():
+        raise TransferkitError(f"MultiMNIST needs '{path}'; set data.data_dir or $TRANSFERKIT_DATA to the folder "
+                               "holding mnist/mnist.npz.")
+    d = np.load(path)
+    return (multi_mnist(d["x_train"], d["y_train"], cfg.train_size, cfg.seed),
+            multi_mnist(d["x_test"], d["y_test"], cfg.test_size, cfg.seed + 1))
+
+
+def _limit(ds, per_task: int | None, seed: int) -> np.ndarray:
+    """Indices of a stratified sample of at most ``per_task`` rows (all rows when None)."""
+    y = np.asarray(ds.targets if hasattr(ds, "targets") else [ds[i][1] for i in range(len(ds))])
+    if per_task is None or per_task >= len(y):
+        return np.arange(len(y))
+    _, keep = stratified_split(y, per_task / len(y), seed)
+    return np.sort(keep)
+
+
+def _cache_file(cfg, spec: str, rows: np.ndarray) -> Path:
+    root = Path(cfg.cache_dir or os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit") / "features"
+    key = json.dumps([spec, cfg.encoder, cfg.encoder_weights, cfg.encoder_args, hashlib.sha1(rows.tobytes()).hexdigest()],
+                     sort_keys=True)
+    return root / f"{spec.replace(':', '-')}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _encode(cfg, spec: str, ds, rows: np.ndarray, progress) -> np.ndarray:
+    """The frozen encoder's features of ``ds[rows]``, read from / written to the feature cache."""
+    from transferkit.backbones import create_backbone
+    from transferkit.data.datasets import Subset
+    from transferkit.finetune.feature_extraction import extract_features
+    from transferkit.heads import create_head
+    from transferkit.model import TransferModel
+
+    path = _cache_file(cfg, spec, rows)
+    if path.is_file():
+        return np.load(path)["x"]
+    if progress:
+        progress(f"encoding {spec} ({len(rows)} rows) with {cfg.encoder}; cached in {path}")
+    backbone = create_backbone(cfg.encoder, weights=cfg.encoder_weights, **cfg.encoder_args)
+    model = TransferModel(backbone, create_head("linear", backbone.num_features, 2))
+    x = extract_features(model, Subset(ds, rows)).x.numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, x=x)
+    os.replace(tmp, path)
+    return x
+
+
+def load_domain_tasks(cfg, progress=None) -> tuple[MultiTaskArrays, MultiTaskArrays]:
+    """(train, test) with one task per ``'name:domain'`` in ``cfg.tasks`` (the task is named after
+    the domain), each split stratified into train and test by ``cfg.test_fraction``."""
+    if len(cfg.tasks) < 2:
+        raise TransferkitError("data.kind 'domains' needs data.tasks with two or more 'name:domain' entries.")
+    train, test = {}, {}
+    for spec in cfg.tasks:
+        ds = load_dataset(spec, cfg.data_dir)
+        rows = _limit(ds, cfg.per_task, cfg.seed)
+        if cfg.encoder:
+            x = _encode(cfg, spec, ds, rows, progress)
+        elif isinstance(ds, TextDataset):
+            raise TransferkitError(f"Task '{spec}' is text; set data.encoder (e.g. hf_text) to encode it.")
+        elif isinstance(ds, ArrayDataset):
+            x = ds.x[torch.as_tensor(rows)].numpy()
+        else:
+            raise TransferkitError(f"Task '{spec}' is a {type(ds).__name__}; multi-task domains need arrays or "
+                                   "texts with data.encoder.")
+        y = np.asarray(ds.targets)[rows]
+        keep, take = stratified_split(y, cfg.test_fraction, cfg.seed)
+        name = spec.rpartition(":")[2] or spec
+        if name in train:
+            raise TransferkitError(f"data.tasks names the domain '{name}' twice; give each task once.")
+        train[name], test[name] = (x[keep], y[keep]), (x[take], y[take])
+    return (MultiTaskArrays.from_tasks(train, "domains", cfg.batches),
+            MultiTaskArrays.from_tasks(test, "domains:test"))

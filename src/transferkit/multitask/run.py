@@ -1,0 +1,193 @@
+"""``transferkit multitask CONFIG``: build the tasks and the shared model from a config, train it
+with every configured weighter and seed, train the single-task baselines when asked, and write
+the run directory with its report.
+
+Layout: ``config.yaml``; ``multi/<weighter>/seed-<k>/`` and ``single/<task>/seed-<k>/`` (each with
+``metrics.jsonl`` and ``checkpoints/``); ``results.json`` and ``results.csv`` (test metrics per
+model); ``summary.json`` (per weighter: mean test metric per task, delta-m %); ``report.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+
+from transferkit.backbones import MLP, create_backbone
+from transferkit.config import MultitaskConfig, dump_config, load_config, parse_config
+from transferkit.engine.trainer import Trainer
+from transferkit.errors import TransferkitError
+from transferkit.finetune.base import Strategy
+from transferkit.metrics.multitask import delta_m
+from transferkit.multitask.data import MultiTaskArrays
+from transferkit.multitask.evaluate import evaluate_multitask
+from transferkit.multitask.models import CrossStitch, HardSharing, MMoE
+from transferkit.multitask.weighters import create_weighter
+
+NEEDS_EVERY_TASK = ("dwa", "gradnorm", "mgda", "pcgrad", "cagrad", "imtl_g")  # per step, all task losses
+
+
+def load_tasks(cfg: MultitaskConfig, progress=None) -> tuple[MultiTaskArrays, MultiTaskArrays, MultiTaskArrays]:
+    """(train, validation, test) multi-task arrays for the configured data."""
+    from transferkit.multitask.datasets import load_domain_tasks, load_multi_mnist
+
+    d = cfg.data
+    train, test = load_multi_mnist(d) if d.kind == "multimnist" else load_domain_tasks(d, progress)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(d.seed))
+    n_val = int(round(d.val_fraction * len(train)))
+    return train.subset(order[n_val:]), train.subset(order[:n_val]), test
+
+
+def outputs(ds: MultiTaskArrays) -> dict[str, int]:
+    """Classes per classification task (from the labels), 1 per regression task."""
+    return {t: 1 if y.is_floating_point() else int(y.max()) + 1 for t, y in ds.targets.items()}
+
+
+def stitch_blocks(backbone) -> list[torch.nn.Module]:
+    """An MLP's layers as cross-stitch blocks (flatten + first layer, then one block per layer)."""
+    if not isinstance(backbone, MLP):
+        raise TransferkitError("model.arch 'cross_stitch' copies the network per task and mixes the copies after "
+                               "each layer; it works with backbone 'mlp'. Use arch 'hard' or 'mmoe' for other backbones.")
+    layers = list(backbone.blocks)
+    blocks, current = [], [layers[0]]  # the Flatten goes with the first Linear
+    for layer in layers[1:]:
+        if isinstance(layer, torch.nn.Linear) and any(isinstance(m, torch.nn.Linear) for m in current):
+            blocks.append(torch.nn.Sequential(*current))
+            current = []
+        current.append(layer)
+    return blocks + [torch.nn.Sequential(*current)]
+
+
+def build_model(cfg: MultitaskConfig, outs: dict[str, int], example: torch.Tensor, arch: str | None = None):
+    m = cfg.model
+    arch = arch or m.arch
+    backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
+    if arch == "hard":
+        model = HardSharing(backbone, outs)
+    elif arch == "mmoe":
+        model = MMoE(backbone, outs, **m.arch_args)
+    else:
+        model = CrossStitch(stitch_blocks(backbone), backbone.num_features, outs, **m.arch_args)
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except RuntimeError as e:
+        raise TransferkitError(f"Backbone '{m.backbone}' does not accept the tasks' inputs of shape "
+                               f"{tuple(example.shape[1:])} ({str(e).splitlines()[0]}); adjust model.backbone_args "
+                               "(e.g. in_features).") from None
+    return model.train()
+
+
+def train_one(cfg: MultitaskConfig, data: tuple, weighter: str, args: dict, seed: int, run_dir: Path,
+              arch: str | None = None, progress: bool | None = None) -> dict:
+    """Train one model (all of ``data``'s tasks) with ``weighter``; returns its test metrics and history."""
+    train, val, test = data
+    set_seed(seed)
+    model = build_model(cfg, outputs(train), train.x[:2], arch)
+    model.weighter = create_weighter(weighter, list(train.targets), **args)
+    model.similarity_every = cfg.similarity_every
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    history = Trainer(cfg.train.model_copy(update={"seed": seed}), run_dir, progress).fit(
+        model, Strategy(), train, val if len(val) else None)
+    return {"history": history, "test": evaluate_multitask(model, test, cfg.train.eval_batch_size),
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _check(cfg: MultitaskConfig, weighters: list[str]) -> None:
+    for name in weighters:  # unknown names and bad arguments fail before any data is read
+        create_weighter(name, ["a", "b"], **_args(cfg, name))
+        if cfg.data.batches == "alternating" and name in NEEDS_EVERY_TASK:
+            raise TransferkitError(f"Weighter '{name}' needs every task's loss in each step, but data.batches is "
+                                   "'alternating' (one task per batch); set data.batches to 'mixed'.")
+    if cfg.model.arch == "cross_stitch" and cfg.model.backbone != "mlp":
+        stitch_blocks(create_backbone(cfg.model.backbone, **cfg.model.backbone_args))
+
+
+def _args(cfg: MultitaskConfig, name: str) -> dict:
+    return cfg.weighter.args if name == cfg.weighter.name else cfg.weighter_args.get(name, {})
+
+
+def summarise(results: list[dict], tasks: list[str]) -> dict:
+    """Per weighter: mean and std over seeds of each task's test metric; with single-task results,
+    delta-m % of the seed-mean metrics (and its spread over seeds) against the single-task means."""
+    def metric(test: dict, t: str) -> tuple[str, float]:
+        key = f"{t}/accuracy" if f"{t}/accuracy" in test else f"{t}/mse"
+        return key, test[key]
+
+    single = {}
+    for t in tasks:
+        vals = [metric(r["test"], t)[1] for r in results if r["kind"] == "single" and r["name"] == t]
+        if vals:
+            single[t] = float(np.mean(vals))
+    summary = {}
+    for name in dict.fromkeys(r["name"] for r in results if r["kind"] == "multi"):
+        runs = [r for r in results if r["kind"] == "multi" and r["name"] == name]
+        per_task = {t: [metric(r["test"], t)[1] for r in runs] for t in tasks}
+        higher = {t: metric(runs[0]["test"], t)[0].endswith("accuracy") for t in tasks}
+        entry = {"tasks": {t: {"mean": float(np.mean(v)), "std": float(np.std(v))} for t, v in per_task.items()},
+                 "seeds": len(runs), "seconds": float(np.mean([r["seconds"] for r in runs]))}
+        if len(single) == len(tasks):
+            entry["delta_m"] = delta_m({t: entry["tasks"][t]["mean"] for t in tasks}, single, higher)
+            seeds = [delta_m({t: per_task[t][k] for t in tasks}, single, higher) for k in range(len(runs))]
+            entry["delta_m_std"] = float(np.std(seeds))
+        summary[name] = entry
+    if single:
+        summary["single_task"] = {"tasks": {t: {"mean": v} for t, v in single.items()}}
+    return summary
+
+
+def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, overwrite: bool = False,
+                  progress: bool | None = None, overrides: list[str] | None = None, on_model=None) -> dict:
+    """Train the configured weighter (and those under ``compare``) over ``seeds`` seeds, and the
+    single-task baselines; write the run directory and report. Returns the summary.
+
+    Example:
+        >>> summary = run_multitask("examples/multitask/office_caltech.yaml", out="runs/office_mtl")
+        >>> summary["pcgrad"]["delta_m"]
+    """
+    from transferkit.api import prepare_run_dir
+    from transferkit.report.multitask import multitask_report
+
+    cfg = config if isinstance(config, MultitaskConfig) else (
+        parse_config(dict(config), "config", overrides, schema=MultitaskConfig) if isinstance(config, dict)
+        else load_config(config, overrides, schema=MultitaskConfig))
+    weighters = list(dict.fromkeys([cfg.weighter.name, *cfg.compare]))
+    _check(cfg, weighters)
+    out = Path(out)
+    data = load_tasks(cfg, progress=on_model and (lambda msg: on_model({"message": msg})))
+    prepare_run_dir(out, overwrite, False)
+    (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    tasks = list(data[0].targets)
+    jobs = [("multi", w, seed) for w in weighters for seed in range(cfg.seeds)]
+    if cfg.single_task:
+        jobs += [("single", t, seed) for t in tasks for seed in range(cfg.seeds)]
+    results = []
+    for kind, name, seed in jobs:
+        run_dir = out / kind / name / f"seed-{seed}"
+        if kind == "multi":
+            res = train_one(cfg, data, name, _args(cfg, name), cfg.train.seed + seed, run_dir, progress=progress)
+        else:
+            only = tuple(d.only(name) for d in data)
+            res = train_one(cfg, only, "equal", {}, cfg.train.seed + seed, run_dir, arch="hard", progress=progress)
+        record = {"kind": kind, "name": name, "seed": seed, "test": res["test"], "seconds": res["seconds"]}
+        results.append(record | {"history": res["history"]})
+        if on_model:
+            on_model(record)
+    summary = summarise(results, tasks)
+    (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in results],
+                                                 indent=1))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    with open(out / "results.csv", "w", newline="", encoding="utf-8") as f:
+        keys = sorted({k for r in results for k in r["test"]})
+        w = csv.writer(f)
+        w.writerow(["kind", "name", "seed", "seconds", *keys])
+        w.writerows([[r["kind"], r["name"], r["seed"], r["seconds"], *[r["test"].get(k, "") for k in keys]]
+                     for r in results])
+    multitask_report(out, results, summary, tasks, cfg.name or out.name)
+    return summary
