@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench suite bench-continual bench-avalanche clean-venv
+.PHONY: demo test test-fast bench suite bench-continual bench-avalanche bench-multitask bench-torchjd clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,17 +43,27 @@ bench-continual: $(STAMP)
 	$(PY) benchmarks/continual/bench_mammoth.py --out benchmarks/results/continual_mnist.csv && \
 	$(PY) benchmarks/continual/bench_memory.py
 
-# transferkit against Avalanche on Split-MNIST; Avalanche goes into its own environment only
+# The multi-task benchmarks (MultiMNIST, Amazon reviews on MiniLM, Office-Caltech10; every weighter,
+# 3 seeds, single-task baselines; about 40 minutes on 2 CPU cores)
+bench-multitask: $(STAMP)
+	TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} HF_HUB_OFFLINE=1 $(PY) benchmarks/multitask/bench_mtl.py
+
+# The baselines' libraries (Avalanche, TorchJD) go into their own environment only
 BENCH_VENV := .venv-bench
-$(BENCH_VENV)/.installed: pyproject.toml benchmarks/continual/requirements.txt
+$(BENCH_VENV)/.installed: pyproject.toml benchmarks/continual/requirements.txt benchmarks/multitask/requirements.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BENCH_VENV)/bin/python -m pip install -q -e . -r benchmarks/continual/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install -q -e . -r benchmarks/continual/requirements.txt \
+	  -r benchmarks/multitask/requirements.txt
 	touch $@
 
 bench-avalanche: $(BENCH_VENV)/.installed
 	TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} $(BENCH_VENV)/bin/python benchmarks/continual/bench_avalanche.py
+
+# Per-step time and update of PCGrad, CAGrad, MGDA, IMTL-G and the plain sum against TorchJD
+bench-torchjd: $(BENCH_VENV)/.installed
+	TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} $(BENCH_VENV)/bin/python benchmarks/multitask/bench_torchjd.py
 
 clean-venv:
 	rm -rf $(VENV)

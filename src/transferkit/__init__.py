@@ -14,9 +14,12 @@ from transferkit.compare import compare
 from transferkit.config import ContinualConfig
 from transferkit.continual import create_continual_strategy, train_stream
 from transferkit.continual.run import run_continual
+from transferkit.multitask.run import run_multitask
+from transferkit.multitask.weighters import create_weighter
 from transferkit.model import Output, TransferModel
 
 __version__ = "0.1.0"
 __all__ = ["compare", "StrategyConfig", "train", "load_run", "evaluate_run", "predict", "create_backbone", "list_backbones", "RunConfig",
            "load_config", "load_dataset", "Trainer", "TransferkitError", "Compose", "Strategy", "create_strategy",
-           "Output", "TransferModel", "ContinualConfig", "create_continual_strategy", "train_stream", "run_continual"]
+           "Output", "TransferModel", "ContinualConfig", "create_continual_strategy", "train_stream", "run_continual",
+           "run_multitask", "create_weighter"]

@@ -228,7 +228,8 @@ class Trainer:
         if getattr(weighter, "gradient_based", False):
             shared_ids = {id(p) for p in shared}
             specific = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
-            weights, G = aggregated_backward(list(losses.values()), shared, specific, weighter.aggregate)
+            weights, G = aggregated_backward(list(losses.values()), shared, specific, weighter.aggregate,
+                                             retain_graph=bool(extra))
             weights = dict(zip(losses, weights.tolist()))
             if extra:
                 sum(extra.values()).backward()

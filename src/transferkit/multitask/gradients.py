@@ -18,22 +18,30 @@ def representation_gradients(losses: list[torch.Tensor], z: torch.Tensor) -> tor
     return torch.stack([torch.autograd.grad(L, z, retain_graph=True)[0] for L in losses])
 
 
-def shared_gradients(losses: list[torch.Tensor], shared: list[torch.Tensor]) -> torch.Tensor:
-    """The per-task gradients of the shared parameters, as a matrix ``G [T, P]``."""
+def _jacobian(losses: list[torch.Tensor], params: list[torch.Tensor], retain_graph: bool) -> list[torch.Tensor]:
+    """Per parameter, the stacked per-task gradients ``[T, *p.shape]`` (zeros where a task does not
+    reach it), from one batched backward with the T unit vectors as output gradients."""
     L = torch.stack(list(losses))
     T = len(L)
     eye = torch.eye(T, dtype=L.dtype, device=L.device)
-    J = torch.autograd.grad(L, shared, grad_outputs=eye, is_grads_batched=True, retain_graph=True, allow_unused=True)
-    return torch.cat([(j if j is not None else torch.zeros(T, *p.shape, device=L.device)).reshape(T, -1)
-                      for j, p in zip(J, shared)], dim=1)
+    J = torch.autograd.grad(L, params, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph,
+                            allow_unused=True)
+    return [j if j is not None else torch.zeros(T, *p.shape, device=L.device, dtype=p.dtype) for j, p in zip(J, params)]
+
+
+def shared_gradients(losses: list[torch.Tensor], shared: list[torch.Tensor]) -> torch.Tensor:
+    """The per-task gradients of the shared parameters, as a matrix ``G [T, P]`` (the graph is kept)."""
+    return torch.cat([j.reshape(len(losses), -1) for j in _jacobian(losses, shared, retain_graph=True)], dim=1)
 
 
 def aggregated_backward(losses: list[torch.Tensor], shared: list[torch.Tensor], specific: list[torch.Tensor],
-                        aggregate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+                        aggregate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                        retain_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Set ``.grad`` of the shared parameters to ``aggregate(G)``'s direction and of the
-    task-specific ones to the gradient of the summed losses (each head sees only its own task).
-    Returns the per-task weights the aggregator reports and the gradient matrix ``G``."""
-    G = shared_gradients(losses, shared)
+    task-specific ones to the gradient of the summed losses (each head sees only its own task),
+    all from one batched backward. Returns the per-task weights the aggregator reports and ``G``."""
+    J = _jacobian(losses, [*shared, *specific], retain_graph)
+    G = torch.cat([j.reshape(len(losses), -1) for j in J[:len(shared)]], dim=1)
     d, weights = aggregate(G)
     offset = 0
     for p in shared:
@@ -41,9 +49,7 @@ def aggregated_backward(losses: list[torch.Tensor], shared: list[torch.Tensor], 
         g = d[offset:offset + n].view_as(p)
         p.grad = g.clone() if p.grad is None else p.grad + g
         offset += n
-    if specific:
-        grads = torch.autograd.grad(sum(losses), specific, allow_unused=True)
-        for p, g in zip(specific, grads):
-            if g is not None:
-                p.grad = g if p.grad is None else p.grad + g
+    for p, j in zip(specific, J[len(shared):]):
+        g = j.sum(0)
+        p.grad = g if p.grad is None else p.grad + g
     return weights, G

@@ -120,11 +120,13 @@ def summarise(results: list[dict], tasks: list[str]) -> dict:
         key = f"{t}/accuracy" if f"{t}/accuracy" in test else f"{t}/mse"
         return key, test[key]
 
-    single = {}
+    single, single_std, single_seconds = {}, {}, []
     for t in tasks:
-        vals = [metric(r["test"], t)[1] for r in results if r["kind"] == "single" and r["name"] == t]
-        if vals:
-            single[t] = float(np.mean(vals))
+        runs = [r for r in results if r["kind"] == "single" and r["name"] == t]
+        if runs:
+            vals = [metric(r["test"], t)[1] for r in runs]
+            single[t], single_std[t] = float(np.mean(vals)), float(np.std(vals))
+            single_seconds.append(float(np.mean([r["seconds"] for r in runs])))
     summary = {}
     for name in dict.fromkeys(r["name"] for r in results if r["kind"] == "multi"):
         runs = [r for r in results if r["kind"] == "multi" and r["name"] == name]
@@ -137,8 +139,10 @@ def summarise(results: list[dict], tasks: list[str]) -> dict:
             seeds = [delta_m({t: per_task[t][k] for t in tasks}, single, higher) for k in range(len(runs))]
             entry["delta_m_std"] = float(np.std(seeds))
         summary[name] = entry
-    if single:
-        summary["single_task"] = {"tasks": {t: {"mean": v} for t, v in single.items()}}
+    if single:  # seconds: all the single-task models of one seed together
+        summary["single_task"] = {"tasks": {t: {"mean": v, "std": single_std[t]} for t, v in single.items()},
+                                  "seeds": max(sum(r["kind"] == "single" and r["name"] == t for r in results) for t in single),
+                                  "seconds": float(np.sum(single_seconds))}
     return summary
 
 

@@ -110,7 +110,7 @@ def plot_similarity(histories: dict[str, list[dict]], tasks: list[str], path: Pa
 
 
 def delta_m_rows(summary: dict, tasks: list[str]) -> tuple[list[str], list[list]]:
-    headers = ["model", *[f"{t} %" for t in tasks], "mean %", "Δm %", "seconds"]
+    headers = ["model", *[f"{t} %" for t in tasks], "mean %", "Δm %", "seconds per seed"]
     rows = []
     for name, e in summary.items():
         vals = [e["tasks"][t] for t in tasks]

@@ -1,0 +1,124 @@
+"""Multi-task data and runs: masked losses, mixed / alternating batches, MultiMNIST, the run directory."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from transferkit.errors import TransferkitError
+from transferkit.multitask.data import AlternatingBatches, MixedBatches, MultiTaskArrays, task_losses
+
+
+class _Sampler:
+    seed, epoch = 0, 0
+
+
+def _domains(sizes=(50, 20, 7)):
+    g = torch.Generator().manual_seed(0)
+    return MultiTaskArrays.from_tasks({f"t{i}": (torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g))
+                                       for i, n in enumerate(sizes)})
+
+
+def test_tasks_from_different_datasets_are_concatenated_with_their_own_labels_only():
+    ds = _domains()
+    assert len(ds) == 77 and [len(ds.rows(t)) for t in ds.targets] == [50, 20, 7]
+    assert int((ds.targets["t1"] >= 0).sum()) == 20 and ds.only("t2").targets.keys() == {"t2"}
+    with pytest.raises(TransferkitError, match="differ in shape"):
+        MultiTaskArrays.from_tasks({"a": (np.zeros((3, 4)), [0, 1, 0]), "b": (np.zeros((3, 5)), [0, 1, 1])})
+
+
+def test_task_losses_use_each_tasks_labelled_rows_and_skip_absent_tasks():
+    logits = {"a": torch.randn(4, 3), "b": torch.randn(4, 1)}
+    targets = {"a": torch.tensor([0, -1, 2, -1]), "b": torch.tensor([float("nan")] * 4)}
+    losses = task_losses(logits, targets)
+    assert set(losses) == {"a"}
+    torch.testing.assert_close(losses["a"], torch.nn.functional.cross_entropy(logits["a"][[0, 2]], torch.tensor([0, 2])))
+
+
+def test_mixed_batches_hold_every_task_and_alternating_batches_one_task_in_turn():
+    ds = _domains()
+    groups = [set(ds.rows(t).tolist()) for t in ds.targets]
+    mixed = list(MixedBatches([ds.rows(t) for t in ds.targets], _Sampler(), 16))
+    assert len(mixed) == 5 and all(all(set(b.tolist()) & g for g in groups) for b in mixed)
+    alt = list(AlternatingBatches([ds.rows(t) for t in ds.targets], _Sampler(), 16))
+    owners = [next(i for i, g in enumerate(groups) if set(b.tolist()) <= g) for b in alt]
+    assert owners[:3] == [0, 1, 2] and sorted(torch.cat(alt).tolist()) == list(range(len(ds)))
+    assert ds.batch_plan(_Sampler(), 16) is not None
+    same_inputs = MultiTaskArrays(torch.zeros(8, 2), {"a": torch.zeros(8).long(), "b": torch.ones(8).long()})
+    assert same_inputs.batch_plan(_Sampler(), 4) is None  # every row labelled for every task: plain batches
+
+
+def test_multi_mnist_is_reproducible_and_places_the_digits_top_left_and_bottom_right():
+    from transferkit.multitask.datasets import multi_mnist, overlay_digits
+
+    imgs = np.zeros((3, 28, 28), np.uint8)
+    imgs[0, :14, :14] = 255  # ink only in the top-left quadrant
+    a = multi_mnist(imgs, np.array([1, 2, 3]), 20, seed=5)
+    b = multi_mnist(imgs, np.array([1, 2, 3]), 20, seed=5)
+    torch.testing.assert_close(a.x, b.x)
+    assert a.x.shape == (20, 1, 28, 28) and not torch.equal(a.targets["left"], a.targets["right"])
+    left = overlay_digits(imgs[:1] / 255.0, np.zeros((1, 28, 28)))[0, 0]
+    right = overlay_digits(np.zeros((1, 28, 28)), imgs[:1] / 255.0)[0, 0]
+    assert left[:6, :6].mean() > 0.9 and right[:6, :6].mean() < 0.1 and right[8:14, 8:14].mean() > 0.9
+
+
+def _config(tmp_path, **kw):
+    cfg = {"name": "oc", "data": {"kind": "domains", "per_task": 120, "tasks": [
+               "office_caltech10_surf:amazon", "office_caltech10_surf:caltech", "office_caltech10_surf:webcam"]},
+           "model": {"backbone": "mlp", "backbone_args": {"in_features": 800, "hidden": [32]}},
+           "weighter": {"name": "pcgrad"}, "compare": ["equal"], "seeds": 1, "similarity_every": 2,
+           "train": {"epochs": 2, "batch_size": 32, "device": "cpu"}}
+    for k, v in kw.items():
+        cfg[k] = cfg[k] | v if isinstance(v, dict) else v
+    return cfg
+
+
+def test_a_run_writes_models_baselines_delta_m_and_a_report(tmp_path, shared_data):
+    from transferkit.multitask.run import run_multitask
+
+    out = tmp_path / "run"
+    summary = run_multitask(_config(tmp_path), out, progress=False)
+    assert {"pcgrad", "equal", "single_task"} == set(summary) and "delta_m" in summary["pcgrad"]
+    for part in ("config.yaml", "results.csv", "summary.json", "report.html", "gradient_similarity.png",
+                 "multi/pcgrad/seed-0/metrics.jsonl", "single/webcam/seed-0/metrics.jsonl"):
+        assert (out / part).is_file(), part
+    record = json.loads((out / "multi/equal/seed-0/metrics.jsonl").read_text().splitlines()[-1])
+    assert {"train/gradcos/amazon|caltech", "train/weight/webcam", "val/caltech/accuracy"} <= set(record)
+    html = (out / "report.html").read_text()
+    assert "Δm" in html and "data:image/png" in html
+    with pytest.raises(TransferkitError, match="exists"):
+        run_multitask(_config(tmp_path), out, progress=False)
+
+
+def test_bad_multitask_configs_fail_before_training(tmp_path):
+    from transferkit.multitask.run import run_multitask
+
+    with pytest.raises(TransferkitError, match="Did you mean 'pcgrad'"):
+        run_multitask(_config(tmp_path, weighter={"name": "pcgad"}), tmp_path / "a")
+    with pytest.raises(TransferkitError, match="'alternating'"):
+        run_multitask(_config(tmp_path, data={"batches": "alternating"}), tmp_path / "b")
+    with pytest.raises(TransferkitError, match="backbone 'mlp'"):
+        run_multitask(_config(tmp_path, model={"arch": "cross_stitch", "backbone": "small_cnn", "backbone_args": {}}),
+                      tmp_path / "c")
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+@pytest.mark.parametrize("arch", ["mmoe", "cross_stitch"])
+def test_soft_sharing_architectures_and_alternating_batches_run(tmp_path, shared_data, arch):
+    from transferkit.multitask.run import run_multitask
+
+    cfg = _config(tmp_path, model={"arch": arch}, weighter={"name": "uncertainty"}, compare=[], single_task=False,
+                  data={"batches": "alternating" if arch == "mmoe" else "mixed"},
+                  train={"epochs": 8, "lr": 0.01})
+    summary = run_multitask(cfg, tmp_path / arch, progress=False)
+    assert summary["uncertainty"]["tasks"]["amazon"]["mean"] > 0.3 and "delta_m" not in summary["uncertainty"]
+
+
+def test_cagrad_without_rescaling_is_the_rescaled_update_times_one_plus_c_squared():
+    from transferkit.multitask import cagrad
+
+    G = torch.randn(3, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    d, _ = cagrad(G, c=0.4)
+    d_raw, _ = cagrad(G, c=0.4, rescale=False)
+    torch.testing.assert_close(d_raw, d * 1.16)
