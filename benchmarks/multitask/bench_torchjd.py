@@ -6,12 +6,13 @@ and batch, with 3 and 10 tasks; and whether both give the same update.
 A step is: forward, per-task losses, the per-task gradients of the shared parameters, the
 aggregation, and the ``.grad`` of every parameter (the optimizer step itself is the same for both
 and is left out). transferkit: ``aggregated_backward`` (one batched backward for the Jacobian,
-then the aggregator on the Gram matrix); plain sum: ``sum(losses).backward()``. TorchJD:
+the Gram matrix summed parameter by parameter, the weights from it, and the update formed
+parameter by parameter); plain sum: ``sum(losses).backward()``. TorchJD:
 ``mtl_backward`` then ``jac_to_grad`` with its aggregator (``Sum`` for the plain sum).
 
 Model: a shared MLP 784-512-256 on MNIST digits (batch 256), one linear head per task (task t
-predicts (digit + t) mod 10). Timing: the two implementations alternate, ``--steps`` steps each
-after a warm-up; the median per-step time is reported. The update check compares every
+predicts (digit + t) mod 10). Timing: the two implementations alternate, ``--steps`` (50) steps each
+after 10 warm-up steps each; the median per-step time is reported. The update check compares every
 parameter's ``.grad`` after one step from the same weights: max |difference| / max |grad|.
 PCGrad visits the other tasks in a random order in both libraries, so its update is compared
 for two tasks only (where the order does not matter).
@@ -43,16 +44,16 @@ C = 0.5  # CAGrad's radius in both libraries
 
 
 def methods():
-    """name -> (the registered weighter's ``aggregate`` (None: the plain sum), TorchJD's aggregator,
+    """name -> (the registered weighter's ``weights`` (None: the plain sum), TorchJD's aggregator,
     deterministic). CAGrad without transferkit's 1/(1+c^2) rescaling, which TorchJD does not apply;
     MGDA on the shared parameters with TorchJD's stopping rule settings."""
     return {
         "sum": (None, A.Sum(), True),
-        "pcgrad": (WEIGHTERS.build("pcgrad").aggregate, A.PCGrad(), False),
-        "cagrad": (WEIGHTERS.build("cagrad", c=C, rescale=False).aggregate, A.CAGrad(c=C), True),
-        "mgda": (WEIGHTERS.build("mgda", upper_bound=False, max_iters=250, epsilon=1e-5).aggregate,
+        "pcgrad": (WEIGHTERS.build("pcgrad").weights, A.PCGrad(), False),
+        "cagrad": (WEIGHTERS.build("cagrad", c=C, rescale=False).weights, A.CAGrad(c=C), True),
+        "mgda": (WEIGHTERS.build("mgda", upper_bound=False, max_iters=250, epsilon=1e-5).weights,
                  A.MGDA(epsilon=1e-5, max_iters=250), True),
-        "imtl_g": (WEIGHTERS.build("imtl_g").aggregate, A.IMTLG(), True),
+        "imtl_g": (WEIGHTERS.build("imtl_g").weights, A.IMTLG(), True),
     }
 
 
@@ -102,7 +103,7 @@ def compare(tasks: int, steps: int, x, y) -> list[dict]:
     for name, (ours, theirs, deterministic) in methods().items():
         torch.manual_seed(0)
         net = Net(tasks)
-        for _ in range(3):  # warm-up
+        for _ in range(10):  # warm-up
             step_transferkit(net, x, y, ours)
             step_torchjd(net, x, y, theirs)
         t_ours, t_theirs = [], []
@@ -131,7 +132,7 @@ def compare(tasks: int, steps: int, x, y) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--out", default="benchmarks/results/multitask_torchjd.csv")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))

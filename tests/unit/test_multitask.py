@@ -144,7 +144,7 @@ def test_aggregated_backward_with_the_plain_sum_equals_a_backward_of_the_sum():
 
     model, out, losses = _mtl_setup()
     aggregated_backward(losses, list(model.shared_parameters()), list(model.heads.parameters()),
-                        lambda G: (G.sum(0), torch.ones(len(G))))
+                        lambda K: [1.0] * len(K))
     same, _, again = _mtl_setup()  # same seed: same weights and data
     sum(again).backward()
     for a, b in zip(model.parameters(), same.parameters()):
@@ -229,11 +229,13 @@ def test_every_weighter_trains_a_shared_model_through_the_trainer(name):
 
 
 def test_delta_m_by_hand_and_gradient_cosines():
-    from transferkit.metrics.multitask import delta_m, gradient_cosines
+    from transferkit.metrics.multitask import delta_m, gradient_cosines, gram_cosines
 
     # accuracy 0.9 vs 0.8 (+12.5 %), error 0.5 vs 0.4 (lower is better: -25 %) -> mean -6.25 %
     assert delta_m({"acc": 0.9, "err": 0.5}, {"acc": 0.8, "err": 0.4}, {"acc": True, "err": False}) == pytest.approx(-6.25)
     with pytest.raises(ValueError, match="missing"):
         delta_m({"acc": 0.9}, {}, {"acc": True})
-    C = gradient_cosines(torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]]))
+    G = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+    C = gradient_cosines(G)
     torch.testing.assert_close(C, torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 1.0]]))
+    torch.testing.assert_close(gram_cosines(G @ G.t()), C)

@@ -216,31 +216,31 @@ class Trainer:
         weighters set the shared gradient themselves. Every ``model.similarity_every`` steps the
         pairwise cosines of the task gradients are logged as ``gradcos/<a>|<b>``."""
         from transferkit.multitask.data import task_losses
-        from transferkit.multitask.gradients import aggregated_backward, shared_gradients
-        from transferkit.metrics.multitask import gradient_cosines
+        from transferkit.multitask.gradients import aggregated_backward, shared_gram
+        from transferkit.metrics.multitask import gram_cosines
 
         losses = task_losses(out.logits, batch.targets)
         extra = strategy.named_loss_terms(batch, out, model)
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         total, weights = weighter(losses, features=out.features, last_shared=model.last_shared_parameters())
         every = getattr(model, "similarity_every", 0)
-        G = None
+        K = None
         if getattr(weighter, "gradient_based", False):
             shared_ids = {id(p) for p in shared}
             specific = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
-            weights, G = aggregated_backward(list(losses.values()), shared, specific, weighter.aggregate,
-                                             retain_graph=bool(extra))
-            weights = dict(zip(losses, weights.tolist()))
+            w, K = aggregated_backward(list(losses.values()), shared, specific, weighter.weights,
+                                       retain_graph=bool(extra))
+            weights = dict(zip(losses, w.tolist()))
             if extra:
                 sum(extra.values()).backward()
         else:
             if every and step % every == 0 and len(losses) > 1:
-                G = shared_gradients(list(losses.values()), shared)
+                K = shared_gram(list(losses.values()), shared)
             (total + sum(extra.values())).backward()
         terms = {f"task/{t}": v for t, v in losses.items()} | {f"weight/{t}": torch.tensor(w) for t, w in weights.items()}
-        if every and step % every == 0 and G is not None:
-            cos, names = gradient_cosines(G.detach()), list(losses)
-            terms |= {f"gradcos/{a}|{b}": cos[i, j] for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
+        if every and step % every == 0 and K is not None:
+            cos, names = gram_cosines(K), list(losses)
+            terms |= {f"gradcos/{a}|{b}": cos[i, j].float() for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
         return terms | extra, total.detach()
 
     @staticmethod

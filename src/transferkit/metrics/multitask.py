@@ -25,3 +25,10 @@ def gradient_cosines(G: torch.Tensor) -> torch.Tensor:
     conflicting tasks. Shape: ``G [T, P]`` -> ``[T, T]``."""
     U = G / G.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return U @ U.t()
+
+
+def gram_cosines(K: torch.Tensor) -> torch.Tensor:
+    """The same cosines from the Gram matrix ``K = G G^T``: ``K_ij / sqrt(K_ii K_jj)``.
+    Shape: ``[T, T]`` -> ``[T, T]``."""
+    d = K.diagonal().clamp_min(1e-24).sqrt()
+    return K / d[:, None] / d[None, :]

@@ -3,10 +3,10 @@ per-task gradients in one batched backward, multi-task data (same inputs, or sev
 alternating batches) and ``transferkit multitask`` (run.py)."""
 
 from transferkit.multitask.functional import cagrad, imtl_g, mgda, min_norm_weights, pcgrad
-from transferkit.multitask.gradients import aggregated_backward, representation_gradients, shared_gradients
+from transferkit.multitask.gradients import aggregated_backward, representation_gradients, shared_gradients, shared_gram
 from transferkit.multitask.models import MMoE, CrossStitch, HardSharing, MultiOutput
 from transferkit.multitask.weighters import DWA, WEIGHTERS, Equal, Fixed, GradNorm, RandomWeights, Uncertainty, create_weighter
 
-__all__ = ["aggregated_backward", "representation_gradients", "shared_gradients", "MMoE", "CrossStitch", "HardSharing",
+__all__ = ["aggregated_backward", "representation_gradients", "shared_gradients", "shared_gram", "MMoE", "CrossStitch", "HardSharing",
            "MultiOutput", "pcgrad", "mgda", "min_norm_weights", "cagrad", "imtl_g", "WEIGHTERS", "Equal", "Fixed", "Uncertainty",
            "RandomWeights", "DWA", "GradNorm", "create_weighter"]

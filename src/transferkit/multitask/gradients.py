@@ -2,13 +2,17 @@
 
 The per-task gradients of the shared parameters are the rows of the Jacobian of the stacked
 task losses: one *batched* backward pass (``is_grads_batched``, vmapped by autograd) with the
-T unit vectors as output gradients. MGDA-UB needs only ``dL_t/dz`` for the shared representation
+T unit vectors as output gradients. The aggregation methods need only the Gram matrix
+``K = G G^T``, summed parameter by parameter, and the update ``sum_t w_t g_t`` is formed
+parameter by parameter too: ``G`` is never concatenated. MGDA-UB needs only ``dL_t/dz`` for the shared representation
 ``z``, which costs a backward through each task's head alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import numpy as np
 
 import torch
 
@@ -34,22 +38,37 @@ def shared_gradients(losses: list[torch.Tensor], shared: list[torch.Tensor]) -> 
     return torch.cat([j.reshape(len(losses), -1) for j in _jacobian(losses, shared, retain_graph=True)], dim=1)
 
 
+def _gram(J: list[torch.Tensor]) -> torch.Tensor:
+    """``G G^T`` summed parameter by parameter (``G`` itself is never concatenated)."""
+    T = len(J[0])
+    K = torch.zeros(T, T, dtype=torch.float64, device=J[0].device)
+    for j in J:
+        j = j.reshape(T, -1)
+        K += (j @ j.t()).double()
+    return K
+
+
+def shared_gram(losses: list[torch.Tensor], shared: list[torch.Tensor]) -> torch.Tensor:
+    """The Gram matrix ``K [T, T]`` of the per-task gradients of the shared parameters (graph kept)."""
+    return _gram(_jacobian(losses, shared, retain_graph=True))
+
+
 def aggregated_backward(losses: list[torch.Tensor], shared: list[torch.Tensor], specific: list[torch.Tensor],
-                        aggregate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                        retain_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Set ``.grad`` of the shared parameters to ``aggregate(G)``'s direction and of the
-    task-specific ones to the gradient of the summed losses (each head sees only its own task),
-    all from one batched backward. Returns the per-task weights the aggregator reports and ``G``."""
-    J = _jacobian(losses, [*shared, *specific], retain_graph)
-    G = torch.cat([j.reshape(len(losses), -1) for j in J[:len(shared)]], dim=1)
-    d, weights = aggregate(G)
-    offset = 0
-    for p in shared:
-        n = p.numel()
-        g = d[offset:offset + n].view_as(p)
-        p.grad = g.clone() if p.grad is None else p.grad + g
-        offset += n
-    for p, j in zip(specific, J[len(shared):]):
-        g = j.sum(0)
+                        weigh: Callable[[np.ndarray], np.ndarray], retain_graph: bool = False) -> tuple[np.ndarray, torch.Tensor]:
+    """Set ``.grad`` of the shared parameters to ``sum_t w_t g_t`` with the weights ``w = weigh(K)``
+    from the Gram matrix ``K = G G^T`` of the per-task gradients, and of the task-specific ones to
+    the gradient of the summed losses (each head sees only its own task): one batched backward for
+    the shared Jacobian and one backward through the heads alone. Returns ``w`` and ``K``."""
+    J = _jacobian(losses, shared, retain_graph=retain_graph or bool(specific))
+    K = _gram(J)
+    w = np.asarray(weigh(K.cpu().numpy()), dtype=np.float64)
+    wt = torch.as_tensor(w, dtype=J[0].dtype, device=J[0].device)
+    for p, j in zip(shared, J):
+        g = torch.tensordot(wt, j, dims=1)
         p.grad = g if p.grad is None else p.grad + g
-    return weights, G
+    if specific:  # a backward through the heads alone (each head's gradient comes from its own task)
+        grads = torch.autograd.grad(sum(losses), specific, retain_graph=retain_graph, allow_unused=True)
+        for p, g in zip(specific, grads):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+    return w, K

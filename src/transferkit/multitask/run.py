@@ -164,6 +164,8 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
     weighters = list(dict.fromkeys([cfg.weighter.name, *cfg.compare]))
     _check(cfg, weighters)
     out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:  # before reading (or encoding) any data
+        prepare_run_dir(out, overwrite, False)
     data = load_tasks(cfg, progress=on_model and (lambda msg: on_model({"message": msg})))
     prepare_run_dir(out, overwrite, False)
     (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")

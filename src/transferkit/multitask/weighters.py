@@ -180,7 +180,7 @@ class GradNorm(nn.Module):
 
 class _Aggregator(nn.Module):
     """Base of the gradient-based methods: ``forward`` reports the plain sum (for logging); the
-    trainer calls ``aggregate`` on the per-task gradients of the shared parameters."""
+    trainer calls ``weights`` on the Gram matrix of the per-task gradients of the shared parameters."""
 
     gradient_based = True
 
@@ -188,16 +188,19 @@ class _Aggregator(nn.Module):
         L = _stack(losses)
         return L.sum(), _weights(losses, torch.ones(len(L)))
 
+    def aggregate(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The update direction and weights for the gradient matrix ``G [T, P]``."""
+        return F._combine(self.weights(F.gram(G)), G)
+
 
 class PCGrad(_Aggregator):
     """PCGrad (Yu et al., 2020): project away each task gradient's conflicts, then sum."""
 
     name = "pcgrad"
 
-    def aggregate(self, G):
-        T = len(G)
-        C = F.pcgrad_weights(F.gram(G), [torch.randperm(T).tolist() for _ in range(T)])
-        return F._combine(C.sum(0), G)
+    def weights(self, K):
+        T = len(K)
+        return F.pcgrad_weights(K, [torch.randperm(T).tolist() for _ in range(T)]).sum(0)
 
 
 class CAGrad(_Aggregator):
@@ -211,8 +214,8 @@ class CAGrad(_Aggregator):
         check_number("cagrad", "c", c, low=0.0)
         self.c, self.rescale = float(c), bool(rescale)
 
-    def aggregate(self, G):
-        return F.cagrad(G, self.c, self.rescale)
+    def weights(self, K):
+        return F.cagrad_weights(K, self.c, self.rescale)
 
 
 class IMTLG(_Aggregator):
@@ -220,8 +223,8 @@ class IMTLG(_Aggregator):
 
     name = "imtl_g"
 
-    def aggregate(self, G):
-        return F.imtl_g(G)
+    def weights(self, K):
+        return F.imtl_g_weights(K)
 
 
 class MGDAUB(nn.Module):
@@ -238,6 +241,9 @@ class MGDAUB(nn.Module):
         check_number("mgda", "epsilon", epsilon, low=0.0)
         self.upper_bound, self.max_iters, self.epsilon = bool(upper_bound), int(max_iters), float(epsilon)
         self.gradient_based = not self.upper_bound
+
+    def weights(self, K):
+        return F.min_norm_weights(K, self.max_iters, self.epsilon).numpy()
 
     def aggregate(self, G):
         return F.mgda(G, self.max_iters, self.epsilon)

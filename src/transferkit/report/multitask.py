@@ -47,10 +47,14 @@ def plot_weights(histories: dict[str, list[dict]], tasks: list[str], path: Path)
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
+        values = []
         for task in tasks:
             pts = [(r["epoch"], r[f"train/weight/{task}"]) for r in histories[name] if f"train/weight/{task}" in r]
             if pts:
                 ax.plot(*zip(*pts), label=task, marker="." if len(pts) < 30 else None)
+                values += [v for _, v in pts]
+        if values and min(values) > 0 and max(values) > 50 * float(np.median(values)):
+            ax.set_yscale("log")  # e.g. CAGrad's weight on a task whose gradient has almost vanished
         _style(ax, "epoch", "weight", name)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
