@@ -239,3 +239,22 @@ def test_delta_m_by_hand_and_gradient_cosines():
     C = gradient_cosines(G)
     torch.testing.assert_close(C, torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 1.0]]))
     torch.testing.assert_close(gram_cosines(G @ G.t()), C)
+
+
+@pytest.mark.parametrize("name,args", [("imtl_g", {}), ("cagrad", {"c": 0.4}), ("mgda", {"upper_bound": False})])
+def test_the_training_step_sets_the_shared_gradient_to_the_aggregated_direction(name, args):
+    """aggregated_backward (Gram matrix per parameter, update per parameter) against aggregate(G)
+    on the concatenated per-task gradients; the heads get the plain sum's gradient."""
+    from transferkit.multitask.gradients import aggregated_backward, shared_gradients
+
+    weighter = WEIGHTERS.build(name, **args)
+    model, out, losses = _mtl_setup()
+    shared, heads = list(model.shared_parameters()), list(model.heads.parameters())
+    d, w = weighter.aggregate(shared_gradients(losses, shared))
+    w2, K = aggregated_backward(losses, shared, heads, weighter.weights)
+    torch.testing.assert_close(torch.as_tensor(w2, dtype=w.dtype), w)
+    torch.testing.assert_close(torch.cat([p.grad.flatten() for p in shared]), d)
+    ref, _, again = _mtl_setup()
+    sum(again).backward()
+    for a, b in zip(heads, ref.heads.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
