@@ -48,3 +48,17 @@ class TransferModel(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def check_accepts(model: nn.Module, x, backbone: str, what: str, fix: str) -> nn.Module:
+    """Run ``model`` on an example batch before any training: a shape mismatch becomes one clear
+    error naming the backbone, the input shape and ``fix``. Returns the model in training mode."""
+    from transferkit.errors import TransferkitError
+
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    except RuntimeError as e:
+        raise TransferkitError(f"Backbone '{backbone}' does not accept {what} of shape {tuple(x.shape[1:])} "
+                               f"({str(e).splitlines()[0]}); {fix}.") from None
+    return model.train()

@@ -101,7 +101,9 @@ def test_bad_multitask_configs_fail_before_training(tmp_path):
     with pytest.raises(TransferkitError, match="backbone 'mlp'"):
         run_multitask(_config(tmp_path, model={"arch": "cross_stitch", "backbone": "small_cnn", "backbone_args": {}}),
                       tmp_path / "c")
-    assert not any((tmp_path / d).exists() for d in "abc")
+    with pytest.raises(TransferkitError, match="does not accept the tasks' inputs of shape \\(800,\\).*in_features"):
+        run_multitask(_config(tmp_path, model={"backbone_args": {"in_features": 700}}), tmp_path / "d")
+    assert not any((tmp_path / d).exists() for d in "abcd")
 
 
 @pytest.mark.parametrize("arch", ["mmoe", "cross_stitch"])

@@ -25,7 +25,7 @@ from transferkit.data.splits import stratified_split
 from transferkit.data.streams import Stream, permuted, rotated, sequence, split_classes
 from transferkit.errors import TransferkitError
 from transferkit.heads import create_head
-from transferkit.model import TransferModel
+from transferkit.model import TransferModel, check_accepts
 
 
 def _pair(spec: str, cfg) -> tuple[ArrayDataset, ArrayDataset]:
@@ -68,14 +68,8 @@ def build_model(cfg: ContinualConfig, stream: Stream) -> TransferModel:
     backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
     model = TransferModel(backbone, create_head(m.head, backbone.num_features, stream.num_classes, **m.head_args))
     x, _ = stream.experiences[0].train[[0]]
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    except RuntimeError as e:
-        raise TransferkitError(f"Backbone '{m.backbone}' does not accept the stream's inputs of shape "
-                               f"{tuple(x.shape[1:])} ({str(e).splitlines()[0]}); adjust model.backbone_args "
-                               "(e.g. in_features) or stream.image_size.") from None
-    return model.train()
+    return check_accepts(model, x, m.backbone, "the stream's inputs",
+                         "adjust model.backbone_args (e.g. in_features) or stream.image_size")
 
 
 def _variants(cfg: ContinualConfig) -> list[tuple[str, ContinualConfig]]:

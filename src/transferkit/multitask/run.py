@@ -24,6 +24,7 @@ from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
 from transferkit.finetune.base import Strategy
 from transferkit.metrics.multitask import delta_m
+from transferkit.model import check_accepts
 from transferkit.multitask.data import MultiTaskArrays
 from transferkit.multitask.evaluate import evaluate_multitask
 from transferkit.multitask.models import CrossStitch, HardSharing, MMoE
@@ -73,14 +74,7 @@ def build_model(cfg: MultitaskConfig, outs: dict[str, int], example: torch.Tenso
         model = MMoE(backbone, outs, **m.arch_args)
     else:
         model = CrossStitch(stitch_blocks(backbone), backbone.num_features, outs, **m.arch_args)
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    except RuntimeError as e:
-        raise TransferkitError(f"Backbone '{m.backbone}' does not accept the tasks' inputs of shape "
-                               f"{tuple(example.shape[1:])} ({str(e).splitlines()[0]}); adjust model.backbone_args "
-                               "(e.g. in_features).") from None
-    return model.train()
+    return check_accepts(model, example, m.backbone, "the tasks' inputs", "adjust model.backbone_args (e.g. in_features)")
 
 
 def train_one(cfg: MultitaskConfig, data: tuple, weighter: str, args: dict, seed: int, run_dir: Path,
@@ -167,6 +161,7 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
     if out.exists() and any(out.iterdir()) and not overwrite:  # before reading (or encoding) any data
         prepare_run_dir(out, overwrite, False)
     data = load_tasks(cfg, progress=on_model and (lambda msg: on_model({"message": msg})))
+    build_model(cfg, outputs(data[0]), data[0].x[:2])  # the backbone accepts the inputs, before the run directory
     prepare_run_dir(out, overwrite, False)
     (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     tasks = list(data[0].targets)
