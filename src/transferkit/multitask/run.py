@@ -30,7 +30,8 @@ from transferkit.multitask.evaluate import evaluate_multitask
 from transferkit.multitask.models import CrossStitch, HardSharing, MMoE
 from transferkit.multitask.weighters import create_weighter
 
-NEEDS_EVERY_TASK = ("dwa", "gradnorm", "mgda", "pcgrad", "cagrad", "imtl_g")  # per step, all task losses
+CROSS_STITCH_NEEDS_MLP = ("model.arch 'cross_stitch' copies the network per task and mixes the copies after each "
+                          "layer; it works with backbone 'mlp'. Use arch 'hard' or 'mmoe' for other backbones.")
 
 
 def load_tasks(cfg: MultitaskConfig, progress=None) -> tuple[MultiTaskArrays, MultiTaskArrays, MultiTaskArrays]:
@@ -52,8 +53,7 @@ def outputs(ds: MultiTaskArrays) -> dict[str, int]:
 def stitch_blocks(backbone) -> list[torch.nn.Module]:
     """An MLP's layers as cross-stitch blocks (flatten + first layer, then one block per layer)."""
     if not isinstance(backbone, MLP):
-        raise TransferkitError("model.arch 'cross_stitch' copies the network per task and mixes the copies after "
-                               "each layer; it works with backbone 'mlp'. Use arch 'hard' or 'mmoe' for other backbones.")
+        raise TransferkitError(CROSS_STITCH_NEEDS_MLP)
     layers = list(backbone.blocks)
     blocks, current = [], [layers[0]]  # the Flatten goes with the first Linear
     for layer in layers[1:]:
@@ -95,12 +95,12 @@ def train_one(cfg: MultitaskConfig, data: tuple, weighter: str, args: dict, seed
 
 def _check(cfg: MultitaskConfig, weighters: list[str]) -> None:
     for name in weighters:  # unknown names and bad arguments fail before any data is read
-        create_weighter(name, ["a", "b"], **_args(cfg, name))
-        if cfg.data.batches == "alternating" and name in NEEDS_EVERY_TASK:
+        weighter = create_weighter(name, ["a", "b"], **_args(cfg, name))
+        if cfg.data.batches == "alternating" and getattr(weighter, "needs_every_task", False):
             raise TransferkitError(f"Weighter '{name}' needs every task's loss in each step, but data.batches is "
                                    "'alternating' (one task per batch); set data.batches to 'mixed'.")
     if cfg.model.arch == "cross_stitch" and cfg.model.backbone != "mlp":
-        stitch_blocks(create_backbone(cfg.model.backbone, **cfg.model.backbone_args))
+        raise TransferkitError(CROSS_STITCH_NEEDS_MLP)
 
 
 def _args(cfg: MultitaskConfig, name: str) -> dict:

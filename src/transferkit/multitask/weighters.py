@@ -3,10 +3,13 @@
 A weighter is a small ``nn.Module`` (its learnable weights move to the device and are
 checkpointed) whose ``forward(losses, **context)`` returns ``(total, {task: weight})``; the
 context holds what some methods need (``features``: the shared representation; ``last_shared``:
-the last shared layer's parameters). Gradient-based methods (PCGrad, CAGrad, IMTL-G) also have
-``aggregate(G) -> (direction, weights)``: the trainer then sets the shared parameters' gradient
-to that direction (``multitask.gradients.aggregated_backward``). MGDA-UB weighs the losses from
-the gradients w.r.t. the shared representation and needs one ordinary backward.
+the last shared layer's parameters). Gradient-based methods (PCGrad, CAGrad, IMTL-G, exact MGDA)
+also have ``weights(K) -> w``, the per-task weights from the Gram matrix of the task gradients:
+the trainer then sets the shared parameters' gradient to ``sum_t w_t g_t``
+(``multitask.gradients.aggregated_backward``); ``aggregate(G)`` gives ``(w G, w)`` directly.
+MGDA-UB weighs the losses from the gradients w.r.t. the shared representation and needs one
+ordinary backward. Methods with ``needs_every_task = True`` need every task's loss in each step,
+so they cannot train on alternating batches.
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ class DWA(nn.Module):
     ``r_i = L_i(e-1) / L_i(e-2)`` from the average losses of the two previous epochs (1 for the
     first two). Call ``end_epoch()`` after each epoch."""
 
+    needs_every_task = True
+
     name = "dwa"
 
     def __init__(self, tasks: list[str], temperature: float = 2.0) -> None:
@@ -146,6 +151,8 @@ class GradNorm(nn.Module):
     so the weights step with the model's optimizer.
     """
 
+    needs_every_task = True
+
     name = "gradnorm"
 
     def __init__(self, tasks: list[str], alpha: float = 1.5) -> None:
@@ -181,6 +188,8 @@ class GradNorm(nn.Module):
 class _Aggregator(nn.Module):
     """Base of the gradient-based methods: ``forward`` reports the plain sum (for logging); the
     trainer calls ``weights`` on the Gram matrix of the per-task gradients of the shared parameters."""
+
+    needs_every_task = True
 
     gradient_based = True
 
@@ -232,6 +241,8 @@ class MGDAUB(nn.Module):
     ``max_iters`` / ``epsilon``). With ``upper_bound`` (MGDA-UB, the default) the gradients are
     taken w.r.t. the shared representation (a backward through each head only) and the weighted
     sum has one ordinary backward; without it, w.r.t. the shared parameters (exact MGDA)."""
+
+    needs_every_task = True
 
     name = "mgda"
 
