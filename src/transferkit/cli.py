@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from transferkit.errors import TransferkitError
+from transferkit.tables import WIDTH, fitted_tables
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Knowledge transfer between neural-network tasks.")
@@ -83,9 +84,8 @@ def predict(
         console.print(f"{len(rows)} predictions written to {out}")
 
 
-@app.command("list")
-def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> None:
-    """List the registered backbones, strategies, heads or datasets."""
+def list_tables(family: str, width: int = WIDTH) -> list[Table]:
+    """The table of ``transferkit list FAMILY``: each entry's name and the first sentence of its description."""
     from transferkit.backbones import BACKBONES
     from transferkit.continual import CONTINUAL
     from transferkit.data import DATASETS
@@ -94,16 +94,37 @@ def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> No
     from transferkit.multitask import WEIGHTERS
 
     registry = {"backbones": BACKBONES, "strategies": STRATEGIES, "datasets": DATASETS, "heads": HEADS,
-                "continual": CONTINUAL, "weighters": WEIGHTERS}[family.value]
-    table = Table(title=family.value)
-    table.add_column("name")
-    table.add_column("description")
+                "continual": CONTINUAL, "weighters": WEIGHTERS}[family]
+    rows = []
     for name in registry.names():
         desc = registry.describe(name)
-        if family is Family.datasets:
+        if family == "datasets":
             desc += f" (domains: {', '.join(registry.get(name).domains)})"
-        table.add_row(name, desc)
-    console.print(table)
+        rows.append([name, desc])
+    return fitted_tables(family, ["name", "description"], rows, keep=2, width=width)
+
+
+@app.command("list")
+def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> None:
+    """List the registered backbones, strategies, heads or datasets."""
+    for table in list_tables(family.value, console.width):
+        console.print(table)
+
+
+def continual_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Table]:
+    """The terminal table of ``transferkit continual``: one row per strategy and setting."""
+    keys = ("average_accuracy", "forgetting", "bwt", "fwt", "seconds")
+    return fitted_tables(f"{title} (%, except seconds)", ["strategy", "setting", "avg acc.", "forgetting", "BWT",
+                                                          "FWT", "seconds"],
+                         [[r["strategy"], r["setting"], *(r.get(k, "") for k in keys)] for r in rows], keep=2,
+                         width=width)
+
+
+def multitask_tables(headers: list[str], rows: list[list], title: str, width: int = WIDTH) -> list[Table]:
+    """The terminal table of ``transferkit multitask`` from ``delta_m_rows`` (units go to the title)."""
+    short = {"seconds per seed": "s/seed"}
+    headers = [short.get(h, h.removesuffix(" %")) for h in headers]
+    return fitted_tables(f"{title} (test %, mean ± std over seeds)", headers, rows, width=width)
 
 
 @app.command()
@@ -125,13 +146,9 @@ def continual(
                                 f"task {r['task']} ({r['name']}): {r['seconds']:.1f} s, mean accuracy on tasks seen "
                                 + ", ".join(f"{k.split('/')[1]} {100 * v:.1f}%" for k, v in r.items()
                                             if k.startswith("seen_accuracy/"))))
-    table = Table(title=f"continual: {cfg.name or config.stem}")
-    for col in ("strategy", "setting", "avg accuracy %", "forgetting %", "BWT %", "FWT %", "seconds"):
-        table.add_column(col)
-    for r in comparison_rows(results):
-        table.add_row(r["strategy"], r["setting"], *(str(r.get(k, "")) for k in ("average_accuracy", "forgetting", "bwt",
-                                                                                   "fwt", "seconds")))
-    console.print(table)
+    title = f"continual: {cfg.name or config.stem}"
+    for table in continual_tables(comparison_rows(results), title, console.width):
+        console.print(table)
     console.print(f"Run written to {out} (report: {out / 'report.html'})")
 
 
@@ -160,12 +177,8 @@ def multitask(
     summary = run_multitask(cfg, out, overwrite=overwrite, on_model=shown)
     tasks = list(next(iter(summary.values()))["tasks"])
     headers, rows = delta_m_rows(summary, tasks)
-    table = Table(title=f"multitask: {cfg.name or config.stem}")
-    for col in headers:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*map(str, row))
-    console.print(table)
+    for table in multitask_tables(headers, rows, f"multitask: {cfg.name or config.stem}", console.width):
+        console.print(table)
     console.print(f"Run written to {out} (report: {out / 'report.html'})")
 
 

@@ -17,6 +17,7 @@ from transferkit.finetune import STRATEGIES
 from transferkit.metrics import mean_std
 from transferkit.report import plot_bars, plot_curves, plot_learning_curves, read_metrics, write_html
 from transferkit.report.transfer import plot_what_transferred, what_transferred
+from transferkit.tables import WIDTH, fitted_tables
 
 BASELINE = "scratch"
 FULL = "full"  # the reference for parameter-efficient strategies
@@ -142,16 +143,33 @@ def summarise(runs: dict[tuple[str, int | None], list[dict]]) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict], console: Console, title: str) -> None:
-    table = Table(title=title)
-    for col in ("strategy", "labels/class", "test accuracy (%)", "vs scratch", "trainable params", "train s"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+NEGATIVE = "!"  # marks negative transfer in the terminal table
+
+
+def _count(n: int) -> str:
+    """``1234567`` -> ``1.23M``, ``45600`` -> ``45.6k`` (short enough for an 80-column table)."""
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:,}"
+
+
+def results_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Table]:
+    """The terminal table of ``compare`` and the demo (it fits ``width`` columns; see ``tables``)."""
+    cells = []
     for r in rows:
-        flag = " [red]negative transfer[/]" if r["negative_transfer"] else ""
-        vs = "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}{flag}"
-        table.add_row(label(r["strategy"]), str(r["shots"]), f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}", vs,
-                      _params(r), f"{r['train_seconds']:.1f}")
-    console.print(table)
+        flag = f" {NEGATIVE}" if r["negative_transfer"] else ""
+        frac = r["trainable_vs_full"]
+        cells.append([label(r["strategy"]), r["shots"], f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
+                      "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}{flag}",
+                      _count(r["trainable_parameters"]), "" if math.isnan(frac) else f"{100 * frac:.1f}",
+                      f"{r['train_seconds']:.1f}"])
+    caption = (f"{NEGATIVE} negative transfer: not above from-scratch by more than one standard error"
+               if any(r["negative_transfer"] for r in rows) else None)
+    return fitted_tables(title, ["strategy", "shots", "test acc. %", "vs scratch", "trained params", "% of full",
+                                 "train s"], cells, width=width, caption=caption)
+
+
+def print_table(rows: list[dict], console: Console, title: str) -> None:
+    for table in results_tables(rows, title, console.width):
+        console.print(table)
 
 
 def transfer_analysis(runs: dict, k: int | None, probe_size: int = 256) -> dict[str, list[dict]]:

@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import copy
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from transferkit.errors import TransferkitError, did_you_mean
 
 
+def _takes_bool(ann: Any) -> bool:
+    """Whether a field annotation accepts true/false (pydantic would silently turn them into 1/0)."""
+    if ann is bool or ann is Any:
+        return True
+    origin = typing.get_origin(ann)
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_bool(a) for a in typing.get_args(ann))
+    if origin is Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(ann))
+    return False
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no unknown keys, no inf/NaN numbers
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        ann = cls.model_fields[info.field_name].annotation
+        items = [value]
+        if isinstance(value, list) and typing.get_origin(ann) is list:  # e.g. compare.shots: [true]
+            ann, items = typing.get_args(ann)[0], value
+        if any(isinstance(v, bool) for v in items) and not _takes_bool(ann):
+            raise ValueError("true/false is not allowed here (write a number or a name)")
+        return value
 
 
 class DataConfig(_Strict):
@@ -170,31 +196,63 @@ def _explain(err: ValidationError, source: str, schema: type[BaseModel] = RunCon
     if e["type"] == "extra_forbidden":
         known = _fields(schema, loc[:-1])
         where = f" in '{'.'.join(map(str, loc[:-1]))}'" if len(loc) > 1 else ""
+        listing = f" Known keys{where}: {', '.join(known)}." if known else ""
         return TransferkitError(
-            f"{source}: unknown config key '{key}'.{did_you_mean(str(loc[-1]), known)} Known keys{where}: {', '.join(known)}."
+            f"{source}: unknown config key '{key}'.{did_you_mean(str(loc[-1]), known)}{listing}"
         )
     if e["type"] == "missing":
         return TransferkitError(f"{source}: config key '{key}' is required; add it.")
-    return TransferkitError(f"{source}: config key '{key}': {e['msg']}; got {e.get('input')!r}.")
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    return TransferkitError(f"{source}: config key '{key}': {msg}; got {e.get('input')!r}.")
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, mark) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.problem_mark = key, mark
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, except that a mapping naming a key twice is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, key_node.start_mark)
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    pass
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return _yaml_load(text)
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML scalars)."""
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a copy of ``raw``."""
+    raw = copy.deepcopy(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
             raise TransferkitError(f"--set '{item}' is not of the form key=value (e.g. train.epochs=5).")
         node = raw
-        parts = key.split(".")
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
+            if node.get(p) is None:  # a section left empty in the YAML file
+                node[p] = {}
+            node = node[p]
             if not isinstance(node, dict):
                 raise TransferkitError(f"--set '{item}': '{p}' is not a section; check the key.")
         node[parts[-1]] = _parse_value(value)
@@ -220,7 +278,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None, schema=Run
     if not path.is_file():
         raise TransferkitError(f"Config file '{path}' does not exist; check the path.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _yaml_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise TransferkitError(f"Config file '{path}' is not UTF-8 text; re-save it as UTF-8.") from None
+    except RecursionError:
+        raise TransferkitError(f"Config file '{path}' is nested too deeply to read; flatten it.") from None
+    except _DuplicateKey as e:
+        raise TransferkitError(f"Config file '{path}' gives key {e.key!r} twice (line {e.problem_mark.line + 1}); "
+                               "keep one of them.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import re
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from transferkit.errors import TransferkitError, unknown_name
 
 T = TypeVar("T")
+_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "cf.", "vs.", "etc.")
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of ``text``'s first paragraph, on one line (all of it when it has no
+    sentence end: a period, ! or ? followed by a capital letter)."""
+    para = " ".join(inspect.cleandoc(text or "").split("\n\n")[0].split())
+    for m in re.finditer(r"[.!?](?=\s+[A-Z])", para):
+        if not para[: m.end()].endswith(_ABBREVIATIONS):
+            return para[: m.end()]
+    return para
 
 
 class Registry(Generic[T]):
@@ -31,8 +43,7 @@ class Registry(Generic[T]):
             if name in self._items:
                 raise RuntimeError(f"{self.kind} '{name}' is registered twice")
             self._items[name] = obj
-            doc = help or (getattr(obj, "__doc__", "") or "").strip().splitlines()[0:1]
-            self._help[name] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            self._help[name] = first_sentence(help or getattr(obj, "__doc__", "") or "")
             return obj
 
         return deco

@@ -162,3 +162,13 @@ def test_compare_takes_its_plan_from_the_config(tiny_npz, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads((tmp_path / "cmp" / "results.json").read_text())["rows"]
     assert [(x["strategy"], x["shots"], x["seeds"]) for x in rows] == [("scratch", 4, 2), ("full", 4, 2), ("big", 4, 2)]
+
+
+def test_python_dash_m_transferkit_works_like_the_command(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "transferkit", *map(str, a)], capture_output=True,  # noqa: E731
+                                    text=True, env=os.environ | {"COLUMNS": "80"}, timeout=300)
+    r = run("list", "strategies")
+    assert r.returncode == 0, r.stderr
+    assert "two_stage" in r.stdout and max(map(len, r.stdout.splitlines())) <= 80
+    r = run("train", tmp_path / "missing.yaml")
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr

@@ -1,15 +1,15 @@
 """Labelled datasets from numpy arrays, image folders and text files.
 
-Every dataset here exposes ``targets`` (an ``int64`` numpy array), ``kind``
-(``"image"``, ``"vector"`` or ``"text"``) and ``name``, so splitting, k-shot sampling
-and label checks work the same way on all of them.
+Every dataset here exposes ``targets`` (a numpy array: ``int64 [N]`` class indices, multi-hot
+``float32 [N, C]`` or ``float32 [N]`` / ``[N, k]`` regression targets, see ``data/targets.py``),
+``task``, ``kind`` (``"image"``, ``"vector"`` or ``"text"``), ``name`` and ``class_names``, so
+splitting, k-shot sampling and label checks work the same way on all of them. Every reader takes
+``task`` (``"classification"``, ``"multilabel"`` or ``"regression"``).
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,54 +17,68 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from transferkit.data.rows import Rows, read_rows
+from transferkit.data.targets import EXACT_INT32, FLOAT32_MAX, check_targets, encode_labels
 from transferkit.errors import TransferkitError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def _check_labels(y: np.ndarray, name: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise TransferkitError(f"Dataset '{name}': labels must be a 1-d array; got shape {y.shape}.")
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise TransferkitError(f"Dataset '{name}': labels must be whole numbers 0..C-1; convert them to integers.")
-    y = y.astype(np.int64)
-    if y.size and y.min() < 0:
-        raise TransferkitError(f"Dataset '{name}': labels must be >= 0; got {int(y.min())}. Map the classes to 0..C-1.")
-    return y
+def _check_inputs(x: np.ndarray, name: str) -> np.ndarray:
+    """Array inputs as float32, refusing anything the conversion would change or the models cannot take."""
+    if x.dtype.kind not in "biuf":
+        raise TransferkitError(f"Dataset '{name}': the inputs must be numbers; got an array of dtype {x.dtype}.")
+    if x.ndim < 2:
+        raise TransferkitError(f"Dataset '{name}': the inputs need a feature axis, [N, D] or images; got shape "
+                               f"{x.shape}, so reshape them (x[:, None] for one feature).")
+    if x.dtype == np.uint8:  # 8-bit images -> [0, 1]
+        return x.astype(np.float32) / np.float32(255.0)
+    if x.dtype.kind in "iu" and x.size and np.abs(x.astype(np.float64)).max() > EXACT_INT32:
+        raise TransferkitError(f"Dataset '{name}': the inputs hold integers beyond 2**24, which float32 cannot hold "
+                               "exactly; scale them down.")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise TransferkitError(f"Dataset '{name}': the inputs contain NaN or infinite values; clean or impute them.")
+    if x.dtype.kind == "f" and x.size and np.abs(x.astype(np.float64)).max() > FLOAT32_MAX:
+        raise TransferkitError(f"Dataset '{name}': the inputs have values beyond float32's range (3.4e38); scale "
+                               "them down.")
+    return x.astype(np.float32)
 
 
 class ArrayDataset(Dataset):
-    """Inputs and labels held in memory as tensors.
+    """Inputs and targets held in memory as tensors.
 
-    Integer (``uint8``) images are scaled to [0, 1]; ``[N, H, W]`` images get a channel axis.
+    Integer (``uint8``) images are scaled to [0, 1]; ``[N, H, W]`` images get a channel axis; every
+    other input is stored as float32 (values that float32 would change are refused).
 
     Shape:
-        x: ``[N, ...]``; y: ``[N]`` integer labels.
+        x: ``[N, ...]``; y: targets for ``task`` (``[N]`` class indices or names, ``[N, C]`` multi-hot,
+        ``[N]`` / ``[N, k]`` real numbers).
     """
 
     batch_indexable = True  # ``ds[list_of_indices]`` returns a whole batch
 
-    def __init__(self, x: Any, y: Any, name: str = "arrays", class_names: list[str] | None = None) -> None:
-        x = np.asarray(x) if not isinstance(x, torch.Tensor) else x
-        self.targets = _check_labels(np.asarray(y), name)
+    def __init__(self, x: Any, y: Any, name: str = "arrays", class_names: list[str] | None = None,
+                 task: str = "classification") -> None:
+        self.targets, names = check_targets(y, name, task)
+        if isinstance(x, torch.Tensor):
+            x = x.to(torch.float32)
+            if not torch.isfinite(x).all():
+                raise TransferkitError(f"Dataset '{name}': the inputs contain NaN or infinite values; clean or "
+                                       "impute them.")
+        else:
+            x = torch.from_numpy(_check_inputs(np.asarray(x), name))
         if len(x) != len(self.targets):
             raise TransferkitError(
                 f"Dataset '{name}': {len(x)} inputs but {len(self.targets)} labels; give one label per input."
             )
-        if isinstance(x, np.ndarray) and x.dtype == np.uint8:
-            x = x.astype(np.float32) / 255.0
-        x = torch.as_tensor(x, dtype=torch.float32)
-        if x.is_floating_point() and not torch.isfinite(x).all():
-            raise TransferkitError(f"Dataset '{name}': the inputs contain NaN or infinite values; clean or impute them.")
         if x.ndim == 3:  # [N, H, W] greyscale images -> [N, 1, H, W]
             x = x.unsqueeze(1)
         self.x = x
         self.y = torch.as_tensor(self.targets)
         self.name = name
+        self.task = task
         self.kind = "image" if x.ndim == 4 else "vector"
-        self.class_names = class_names
+        self.class_names = names or class_names
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -80,35 +94,39 @@ class ArrayDataset(Dataset):
         x = torch.nn.functional.interpolate(self.x, size=(size, size), mode="bilinear", antialias=True,
                                             align_corners=False)
         return ArrayDataset(x.clamp_(0, 1) if self.x.min() >= 0 and self.x.max() <= 1 else x, self.targets,
-                            name=self.name, class_names=self.class_names)
+                            name=self.name, class_names=self.class_names, task=self.task)
 
 
 class TextDataset(Dataset):
-    """Raw strings and labels; the text backbone tokenises them."""
+    """Raw strings and targets; the text backbone tokenises them."""
 
-    def __init__(self, texts: list[str], y: Any, name: str = "texts", class_names: list[str] | None = None) -> None:
-        self.targets = _check_labels(np.asarray(y), name)
+    def __init__(self, texts: list[str], y: Any, name: str = "texts", class_names: list[str] | None = None,
+                 task: str = "classification") -> None:
+        self.targets, names = check_targets(y, name, task)
         if len(texts) != len(self.targets):
             raise TransferkitError(f"Dataset '{name}': {len(texts)} texts but {len(self.targets)} labels.")
         self.texts = [str(t) for t in texts]
+        self.y = torch.as_tensor(self.targets)
         self.name = name
+        self.task = task
         self.kind = "text"
-        self.class_names = class_names
+        self.class_names = names or class_names
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def __getitem__(self, i: int):
-        return self.texts[i], int(self.targets[i])
+        return self.texts[i], (int(self.targets[i]) if self.task == "classification" else self.y[i])
 
 
 class Subset(Dataset):
-    """A view on some indices of a dataset that keeps ``targets``, ``kind`` and ``name``."""
+    """A view on some indices of a dataset that keeps ``targets``, ``task``, ``kind`` and ``name``."""
 
     def __init__(self, base: Dataset, indices: np.ndarray) -> None:
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
         self.targets = base.targets[self.indices]
+        self.task = getattr(base, "task", "classification")
         self.kind = base.kind
         self.name = base.name
         self.class_names = getattr(base, "class_names", None)
@@ -131,64 +149,87 @@ def length_order(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
     return Subset(dataset, order), order
 
 
-def load_npz(path: str | Path) -> ArrayDataset:
-    """An ``.npz`` file with arrays ``x`` and ``y`` (loaded without pickle)."""
+def load_npz(path: str | Path, task: str = "classification") -> ArrayDataset:
+    """An ``.npz`` file with arrays ``x`` and ``y`` (loaded without pickle).
+
+    ``y`` holds class indices or names ``[N]`` (classification), multi-hot 0/1 ``[N, C]``
+    (multilabel) or numbers ``[N]`` / ``[N, k]`` (regression).
+    """
     path = Path(path)
+    how = "save it with numpy.savez(path, x=..., y=...)"
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise TransferkitError(f"Cannot read '{path}' as an .npz file ({e}); save it with numpy.savez.") from None
-    missing = [k for k in ("x", "y") if k not in data.files]
-    if missing:
-        raise TransferkitError(
-            f"'{path}' has arrays {data.files} but needs 'x' and 'y'; save it as numpy.savez(path, x=..., y=...)."
-        )
-    return ArrayDataset(data["x"], data["y"], name=path.stem)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise TransferkitError(f"'{path}' holds a single array, not an .npz archive; {how}.")
+        with data:
+            missing = [k for k in ("x", "y") if k not in data.files]
+            if missing:
+                raise TransferkitError(f"'{path}' has arrays {data.files} but needs 'x' and 'y'; {how}.")
+            x, y = data["x"], data["y"]
+    except TransferkitError:
+        raise
+    except Exception as e:  # numpy raises OSError, ValueError, EOFError, zipfile.BadZipFile ... on bad files
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        raise TransferkitError(f"Cannot read '{path}' as an .npz file ({reason}); {how} "
+                               "(numbers only, no Python objects).") from None
+    if y.ndim == 0 or len(y) == 0:
+        raise TransferkitError(f"'{path}' holds no examples ('y' is empty or a single value); {how}.")
+    return ArrayDataset(x, y, name=path.stem, task=task)
 
 
 def _read_text_rows(path: Path) -> list[dict]:
-    suffixes = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            if suffixes.startswith(".jsonl") or suffixes.startswith(".json"):
-                rows = []
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError:
-                            raise TransferkitError(
-                                f"'{path}' line {n} is not valid JSON; write one JSON object per line."
-                            ) from None
-                return rows
-            return list(csv.DictReader(f))
-    except UnicodeDecodeError:
-        raise TransferkitError(f"'{path}' is not UTF-8 text; re-save it as UTF-8.") from None
+    """The rows of a CSV/JSONL file as dicts (kept for callers that only need the texts)."""
+    return read_rows(path).rows
 
 
-def load_text_file(path: str | Path, text_field: str = "text", label_field: str = "label") -> TextDataset:
+def load_text_file(path: str | Path, text_field: str = "text", label_field: str = "label",
+                   task: str = "classification") -> TextDataset:
     """A CSV or JSONL file (optionally gzipped) with ``text`` and ``label`` columns.
 
-    String labels are mapped to 0..C-1 in sorted order and kept as ``class_names``.
+    Labels are read for ``task`` by ``encode_labels``: class indices or names (names are sorted,
+    numbered 0..C-1 and kept as ``class_names``), several labels per row for multilabel (a JSON
+    list, or ``cat;dog`` / ``cat|dog`` in a CSV cell), numbers for regression. A row whose label
+    is missing or unreadable raises an error naming the file, the row and its line.
     """
-    path = Path(path)
-    rows = _read_text_rows(path)
-    if not rows:
-        raise TransferkitError(f"'{path}' holds no rows; add '{text_field}','{label_field}' rows to it.")
-    for field in (text_field, label_field):
-        if field not in rows[0]:
-            raise TransferkitError(
-                f"'{path}' has columns {sorted(rows[0])} but needs '{field}'; rename the column or set the field name."
-            )
-    labels = [r[label_field] for r in rows]
-    class_names = None
+    rows = read_rows(path)
+    if not rows.rows:
+        raise TransferkitError(f"'{rows.path}' holds no rows; add '{text_field}','{label_field}' rows to it.")
+    rows.require(text_field, label_field)
+    texts = rows.column(text_field)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TransferkitError(f"{rows.where(i)}: '{text_field}' is {t!r}, not a string; write the text in "
+                                   "quotes.")
+    y, class_names = encode_labels(rows.column(label_field), task, rows.where, f"'{rows.path}'")
+    return TextDataset(texts, y, name=rows.path.stem.split(".")[0], class_names=class_names, task=task)
+
+
+LABEL_FILES = ("labels.csv", "labels.jsonl")  # an image folder's labels file, with columns file, label
+_PIXEL_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+
+
+def _check_image(root: Path, f: Path) -> tuple[int, int]:
+    """The size of image ``f``, after checking that it decodes and has 8-bit channels."""
+    from PIL import Image
+
     try:
-        y = np.array([int(v) for v in labels])
-    except (TypeError, ValueError):
-        class_names = sorted({str(v) for v in labels})
-        y = np.array([class_names.index(str(v)) for v in labels])
-    return TextDataset([r[text_field] for r in rows], y, name=path.stem.split(".")[0], class_names=class_names)
+        with Image.open(f) as im:
+            im.load()
+            mode, size = im.mode, im.size
+    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, DecompressionBombError ...
+        raise TransferkitError(
+            f"Image folder '{root}': '{f.relative_to(root)}' is not a readable image ({type(e).__name__}); "
+            "replace or remove that file."
+        ) from None
+    if mode not in _PIXEL_MODES:
+        raise TransferkitError(f"Image folder '{root}': '{f.relative_to(root)}' has {mode} pixels (not 8-bit); "
+                               "convert it to 8-bit greyscale or RGB.")
+    return size
+
+
+def _image_files(root: Path, folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def scan_image_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -196,45 +237,74 @@ def scan_image_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
 
     Raises a TransferkitError naming the first empty class folder or unreadable image.
     """
-    from PIL import Image, UnidentifiedImageError
-
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise TransferkitError(
-            f"Image folder '{root}' has no class sub-folders; put images in one folder per class (root/cat/1.png)."
+            f"Image folder '{root}' has no class sub-folders; put images in one folder per class (root/cat/1.png) "
+            f"or list them in {LABEL_FILES[0]} (columns file, label)."
         )
     samples: list[tuple[Path, int]] = []
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = _image_files(root, root / cls)
         if not files:
             raise TransferkitError(
                 f"Image folder '{root}': class folder '{cls}' has no images; add images to it or remove it."
             )
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    im.verify()
-            except (UnidentifiedImageError, OSError, SyntaxError) as e:
-                raise TransferkitError(
-                    f"Image folder '{root}': '{f.relative_to(root)}' is not a readable image ({type(e).__name__}); "
-                    "replace or remove that file."
-                ) from None
-            samples.append((f, label))
+        samples += [(f, label) for f in files]
     return classes, samples
 
 
+def read_labels_file(root: Path, path: Path, task: str) -> tuple[list[str] | None, list[Path], np.ndarray]:
+    """``(class_names, files, targets)`` of an image folder whose ``path`` (CSV or JSONL) lists one row
+    per image: ``file`` (relative to ``root``) and ``label`` (read for ``task`` as in text files).
+
+    Every image under ``root`` must have exactly one row, and every row an existing image.
+    """
+    rows: Rows = read_rows(path)
+    if not rows.rows:
+        raise TransferkitError(f"'{path}' holds no rows; add one 'file','label' row per image.")
+    rows.require("file", "label")
+    files, seen = [], {}
+    for i, name in enumerate(rows.column("file")):
+        rel = os.path.normpath(name) if isinstance(name, str) and name.strip() else ""
+        if not rel or os.path.isabs(rel) or rel.split(os.sep)[0] == os.pardir:
+            raise TransferkitError(f"{rows.where(i)}: {name!r} is not a path inside '{root}'; give the image's path "
+                                   "relative to the folder.")
+        f = root / rel
+        if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
+            raise TransferkitError(f"{rows.where(i)}: {name!r} is not an image file in '{root}'; check the name "
+                                   f"(image types: {', '.join(sorted(IMAGE_SUFFIXES))}).")
+        if rel in seen:
+            raise TransferkitError(f"{rows.where(i)}: {name!r} is listed again (first in row {seen[rel] + 1}); "
+                                   "give every image one row with all its labels.")
+        seen[rel] = i
+        files.append(f)
+    for f in _image_files(root, root):
+        if os.path.normpath(f.relative_to(root)) not in seen:
+            raise TransferkitError(f"Image folder '{root}': '{f.relative_to(root)}' has no row in '{path.name}'; add "
+                                   "one or move the image out of the folder.")
+    y, class_names = encode_labels(rows.column("label"), task, rows.where, f"'{path}'")
+    return class_names, files, y
+
+
 class ImageFolderDataset(Dataset):
-    """Images in ``root/<class>/<file>``, as torchvision's ImageFolder, checked up front.
+    """Images in ``root/<class>/<file>``, as torchvision's ImageFolder, or listed with their labels in
+    ``root/labels.csv`` (or ``labels.jsonl``; columns ``file``, ``label``), checked up front.
+
+    A labels file is needed for multi-label and regression targets (``cat;dog``, ``3.5``); without
+    one the class folders give the classes.
 
     Args:
         root: the folder.
-        image_size: resize to ``image_size x image_size`` (None keeps the size; batches then
-            need images of one size).
+        image_size: resize to ``image_size x image_size`` (None keeps the size; the images must then
+            all have one size).
         channels: 1 (greyscale) or 3 (RGB).
         transform: an extra torchvision transform applied to the tensor (e.g. normalisation).
+        task: ``"classification"``, ``"multilabel"`` or ``"regression"``.
     """
 
-    def __init__(self, root: str | Path, image_size: int | None = None, channels: int = 3, transform=None) -> None:
+    def __init__(self, root: str | Path, image_size: int | None = None, channels: int = 3, transform=None,
+                 task: str = "classification") -> None:
         from torchvision import transforms as T
 
         root = Path(root)
@@ -242,8 +312,23 @@ class ImageFolderDataset(Dataset):
             raise TransferkitError(f"Image folder '{root}' does not exist; check the path.")
         if channels not in (1, 3):
             raise TransferkitError(f"ImageFolderDataset: 'channels' must be 1 or 3; got {channels}.")
-        self.class_names, self.samples = scan_image_folder(root)
-        self.targets = np.array([lab for _, lab in self.samples], dtype=np.int64)
+        labels = next((root / n for n in LABEL_FILES if (root / n).is_file()), None)
+        if labels is not None:
+            self.class_names, files, y = read_labels_file(root, labels, task)
+        elif task != "classification":
+            raise TransferkitError(f"Image folder '{root}' has no {LABEL_FILES[0]}, which a {task} task needs; add "
+                                   "one with columns file,label (one row per image).")
+        else:
+            self.class_names, samples = scan_image_folder(root)
+            files, y = [f for f, _ in samples], np.array([lab for _, lab in samples], dtype=np.int64)
+        sizes = {_check_image(root, f) for f in files}
+        if len(sizes) > 1 and not image_size and transform is None:
+            a, b = sorted(sizes)[:2]
+            raise TransferkitError(f"Image folder '{root}' has images of different sizes ({a[0]}x{a[1]} and "
+                                   f"{b[0]}x{b[1]}); set data.image_size to resize them to one size.")
+        self.targets, _ = check_targets(y, root.name, task)
+        self.samples = list(zip(files, torch.as_tensor(self.targets) if task != "classification" else
+                                self.targets.tolist()))
         steps = [T.Grayscale(1) if channels == 1 else T.Lambda(lambda im: im.convert("RGB"))]
         if image_size:
             steps.append(T.Resize((image_size, image_size)))
@@ -252,6 +337,7 @@ class ImageFolderDataset(Dataset):
             steps.append(transform)
         self.transform = T.Compose(steps)
         self.name = root.name
+        self.task = task
         self.kind = "image"
 
     def __len__(self) -> int:

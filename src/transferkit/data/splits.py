@@ -1,4 +1,8 @@
-"""Deterministic stratified splits and k-shot / label-fraction sampling (pure functions on labels)."""
+"""Deterministic stratified splits and k-shot / label-fraction sampling (pure functions on labels).
+
+Splits are stratified by class for class indices (``int [N]``); multi-hot and regression targets
+(float arrays) have no single class per example, so they are split uniformly at random (one group).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,16 @@ import numpy as np
 from transferkit.errors import TransferkitError
 
 
+def has_classes(y: np.ndarray) -> bool:
+    """Whether ``y`` holds one class index per example (and so can be stratified or k-shot sampled)."""
+    y = np.asarray(y)
+    return y.ndim == 1 and (y.dtype.kind in "iu" or y.size == 0)
+
+
 def _draw_per_class(y: np.ndarray, pool: np.ndarray | None, seed: int, count) -> np.ndarray:
-    """Sorted indices: ``count(class, available)`` examples of each class in ``pool``, drawn with ``seed``."""
+    """Sorted indices: ``count(class, available)`` examples of each class in ``pool``, drawn with ``seed``
+    (targets without classes form one group)."""
+    y = np.asarray(y) if has_classes(y) else np.zeros(len(y), dtype=np.int64)
     pool = np.arange(len(y)) if pool is None else np.asarray(pool)
     rng = np.random.default_rng(seed)
     parts = [rng.permutation(idx)[: count(int(c), len(idx))] for c in np.unique(y[pool]) for idx in [pool[y[pool] == c]]]
@@ -43,6 +55,9 @@ def k_shot(y: np.ndarray, k: int, seed: int, pool: np.ndarray | None = None) -> 
     """
     if k < 1:
         raise TransferkitError(f"'shots' must be >= 1; got {k}.")
+    if not has_classes(y):
+        raise TransferkitError("'shots' counts examples per class, and multi-label and regression targets have no "
+                               "single class; use data.label_fraction to take a fraction of the examples.")
 
     def count(c: int, n: int) -> int:
         if n < k:
@@ -55,7 +70,8 @@ def k_shot(y: np.ndarray, k: int, seed: int, pool: np.ndarray | None = None) -> 
 
 
 def label_fraction(y: np.ndarray, fraction: float, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
-    """A stratified ``fraction`` of ``pool`` (at least one example per class)."""
+    """A stratified ``fraction`` of ``pool`` (at least one example per class; a uniform draw for
+    targets without classes)."""
     if not 0.0 < fraction <= 1.0:
         raise TransferkitError(f"'label_fraction' must be in (0, 1]; got {fraction}.")
     return _draw_per_class(y, pool, seed, lambda _c, n: max(1, int(round(fraction * n))))

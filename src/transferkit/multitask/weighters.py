@@ -274,7 +274,7 @@ class MGDAUB(nn.Module):
 
 WEIGHTERS: Registry[type[nn.Module]] = Registry("weighter")
 for _cls in (Equal, Fixed, Uncertainty, RandomWeights, DWA, GradNorm, MGDAUB, PCGrad, CAGrad, IMTLG):
-    WEIGHTERS.register(_cls.name, help=" ".join(_cls.__doc__.split(". ")[0].split()))(_cls)
+    WEIGHTERS.register(_cls.name)(_cls)
 
 
 def create_weighter(name: str, tasks: list[str], **args) -> nn.Module:
