@@ -281,3 +281,9 @@ def test_encode_labels_names_the_row_it_cannot_read():
     with pytest.raises(TransferkitError, match="row 2: the target 'x' is not a number"):
         encode_labels(["1", "x"], "regression", where)
     assert encode_labels(["1", "2.5"], "regression", where)[0].tolist() == [1.0, 2.5]
+
+
+def test_csv_text_longer_than_128_kib_loads(tmp_path):
+    long = "word " * 40000  # 200 KB in one quoted field: beyond the csv module's default field limit
+    path = write(tmp_path / "t.csv", f'text,label\n"{long}",pos\nok,neg\n')
+    assert load_text_file(path).texts == [long, "ok"]

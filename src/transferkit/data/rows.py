@@ -38,7 +38,7 @@ class Rows:
     def require(self, *fields: str) -> None:
         """Raise for the first row without one of ``fields`` (a column missing from the file first)."""
         for field in fields:
-            if field not in self.columns:
+            if not any(field in r for r in self.rows):
                 raise TransferkitError(f"'{self.path}' has columns {self.columns} but needs '{field}'; rename the "
                                        "column or set the field name.")
             for i, r in enumerate(self.rows):
@@ -124,6 +124,7 @@ def read_rows(path: str | Path) -> Rows:
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
+    limit = csv.field_size_limit(2**31 - 1)  # long texts are fine (the default stops at 128 KiB)
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
             return _read_jsonl(path, f) if is_jsonl(path) else _read_csv(path, f)
@@ -132,3 +133,5 @@ def read_rows(path: str | Path) -> Rows:
     except (OSError, EOFError, zlib.error) as e:
         raise TransferkitError(f"Cannot read '{path}' ({type(e).__name__}); check that the file is complete "
                                f"{'gzip' if path.suffix == '.gz' else 'text'}.") from None
+    finally:
+        csv.field_size_limit(limit)
