@@ -18,29 +18,31 @@ import torch
 from torch.utils.data import Dataset
 
 from transferkit.data.rows import Rows, read_rows
-from transferkit.data.targets import EXACT_INT32, FLOAT32_MAX, check_targets, encode_labels
+from transferkit.data.targets import EXACT_INT32, FLOAT32_MAX, check_targets, encode_labels, first_row
 from transferkit.errors import TransferkitError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def _check_inputs(x: np.ndarray, name: str) -> np.ndarray:
+def _check_inputs(x: np.ndarray, src: str) -> np.ndarray:
     """Array inputs as float32, refusing anything the conversion would change or the models cannot take."""
     if x.dtype.kind not in "biuf":
-        raise TransferkitError(f"Dataset '{name}': the inputs must be numbers; got an array of dtype {x.dtype}.")
+        raise TransferkitError(f"{src}: the inputs must be numbers; got an array of dtype {x.dtype}.")
     if x.ndim < 2:
-        raise TransferkitError(f"Dataset '{name}': the inputs need a feature axis, [N, D] or images; got shape "
-                               f"{x.shape}, so reshape them (x[:, None] for one feature).")
+        raise TransferkitError(f"{src}: the inputs need a feature axis, [N, D] or images; got shape {x.shape}, so "
+                               "reshape them (x[:, None] for one feature).")
     if x.dtype == np.uint8:  # 8-bit images -> [0, 1]
         return x.astype(np.float32) / np.float32(255.0)
-    if x.dtype.kind in "iu" and x.size and np.abs(x.astype(np.float64)).max() > EXACT_INT32:
-        raise TransferkitError(f"Dataset '{name}': the inputs hold integers beyond 2**24, which float32 cannot hold "
-                               "exactly; scale them down.")
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        raise TransferkitError(f"Dataset '{name}': the inputs contain NaN or infinite values; clean or impute them.")
-    if x.dtype.kind == "f" and x.size and np.abs(x.astype(np.float64)).max() > FLOAT32_MAX:
-        raise TransferkitError(f"Dataset '{name}': the inputs have values beyond float32's range (3.4e38); scale "
-                               "them down.")
+    big = np.abs(x.astype(np.float64)).reshape(len(x), -1)
+    if x.dtype.kind in "iu" and np.any(big > EXACT_INT32):
+        raise TransferkitError(f"{src}: row {first_row(big > EXACT_INT32)} of x holds integers beyond 2**24, which "
+                               "float32 cannot hold exactly; scale the inputs down.")
+    if not np.all(np.isfinite(big)):
+        raise TransferkitError(f"{src}: row {first_row(~np.isfinite(big))} of x contains NaN or infinite values; "
+                               "clean or impute them.")
+    if np.any(big > FLOAT32_MAX):
+        raise TransferkitError(f"{src}: row {first_row(big > FLOAT32_MAX)} of x holds values beyond float32's range "
+                               "(3.4e38); scale the inputs down.")
     return x.astype(np.float32)
 
 
@@ -58,19 +60,17 @@ class ArrayDataset(Dataset):
     batch_indexable = True  # ``ds[list_of_indices]`` returns a whole batch
 
     def __init__(self, x: Any, y: Any, name: str = "arrays", class_names: list[str] | None = None,
-                 task: str = "classification") -> None:
-        self.targets, names = check_targets(y, name, task)
+                 task: str = "classification", source: str | None = None) -> None:
+        src = source or f"Dataset '{name}'"  # how errors name the data (load_npz: the file)
+        self.targets, names = check_targets(y, name, task, src)
         if isinstance(x, torch.Tensor):
             x = x.to(torch.float32)
             if not torch.isfinite(x).all():
-                raise TransferkitError(f"Dataset '{name}': the inputs contain NaN or infinite values; clean or "
-                                       "impute them.")
+                raise TransferkitError(f"{src}: the inputs contain NaN or infinite values; clean or impute them.")
         else:
-            x = torch.from_numpy(_check_inputs(np.asarray(x), name))
+            x = torch.from_numpy(_check_inputs(np.asarray(x), src))
         if len(x) != len(self.targets):
-            raise TransferkitError(
-                f"Dataset '{name}': {len(x)} inputs but {len(self.targets)} labels; give one label per input."
-            )
+            raise TransferkitError(f"{src}: {len(x)} inputs but {len(self.targets)} labels; give one label per input.")
         if x.ndim == 3:  # [N, H, W] greyscale images -> [N, 1, H, W]
             x = x.unsqueeze(1)
         self.x = x
@@ -174,7 +174,7 @@ def load_npz(path: str | Path, task: str = "classification") -> ArrayDataset:
                                "(numbers only, no Python objects).") from None
     if y.ndim == 0 or len(y) == 0:
         raise TransferkitError(f"'{path}' holds no examples ('y' is empty or a single value); {how}.")
-    return ArrayDataset(x, y, name=path.stem, task=task)
+    return ArrayDataset(x, y, name=path.stem, task=task, source=f"'{path}'")
 
 
 def _read_text_rows(path: Path) -> list[dict]:

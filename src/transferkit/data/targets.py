@@ -36,69 +36,84 @@ def check_task(task: str) -> str:
     return task
 
 
-def _numeric(y: np.ndarray, name: str, what: str) -> None:
+def first_row(bad: np.ndarray) -> int:
+    """The index of the first example (row) where ``bad`` is True."""
+    return int(np.argwhere(bad)[0][0])
+
+
+def _numeric(y: np.ndarray, src: str, what: str) -> None:
     if y.dtype.kind not in "biuf":
-        raise TransferkitError(f"Dataset '{name}': {what} must be numbers; got an array of dtype {y.dtype}.")
+        raise TransferkitError(f"{src}: {what} must be numbers; got an array of dtype {y.dtype}.")
 
 
-def _as_float32(y: np.ndarray, name: str, what: str) -> np.ndarray:
-    """``y`` as float32, refusing values that would not survive the conversion."""
-    if y.dtype.kind in "iu" and y.size and np.abs(y.astype(np.float64)).max() > EXACT_INT32:
-        raise TransferkitError(f"Dataset '{name}': {what} has integers beyond 2**24, which float32 cannot hold "
-                               "exactly; scale them down.")
-    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        raise TransferkitError(f"Dataset '{name}': {what} contains NaN or infinite values; remove or impute them.")
-    if y.dtype.kind == "f" and y.size and np.abs(y.astype(np.float64)).max() > FLOAT32_MAX:
-        raise TransferkitError(f"Dataset '{name}': {what} has values beyond float32's range (3.4e38); scale them down.")
+def _as_float32(y: np.ndarray, src: str) -> np.ndarray:
+    """``y`` as float32, refusing values that would not survive the conversion (naming the first row)."""
+    big = np.abs(y.astype(np.float64))
+    if y.dtype.kind in "iu" and np.any(big > EXACT_INT32):
+        i = first_row(big > EXACT_INT32)
+        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, beyond 2**24, which float32 cannot hold exactly; "
+                               "scale the targets down.")
+    if not np.all(np.isfinite(big)):
+        i = first_row(~np.isfinite(big))
+        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, not a finite number; remove or impute that row.")
+    if np.any(big > FLOAT32_MAX):
+        i = first_row(big > FLOAT32_MAX)
+        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, beyond float32's range (3.4e38); scale the "
+                               "targets down.")
     return y.astype(np.float32)
 
 
-def _class_indices(y: np.ndarray, name: str) -> tuple[np.ndarray, list[str] | None]:
+def _class_indices(y: np.ndarray, src: str) -> tuple[np.ndarray, list[str] | None]:
     if y.dtype.kind == "U":  # class names
-        names = sorted({str(v) for v in y.astype(str)})
-        return np.searchsorted(np.array(names), y.astype(str)).astype(np.int64), names
-    _numeric(y, name, "labels")
-    if y.dtype.kind == "f" and y.size and (not np.all(np.isfinite(y)) or not np.all(y == np.round(y))):
-        raise TransferkitError(f"Dataset '{name}': labels must be whole numbers 0..C-1 for a classifier; convert them "
-                               "to integers, or set model.task: regression for real-valued targets.")
-    if y.size and y.min() < 0:
-        raise TransferkitError(f"Dataset '{name}': labels must be >= 0; got {y.min()}. Map the classes to 0..C-1.")
-    if y.size and y.max() > MAX_CLASS_INDEX:
-        raise TransferkitError(f"Dataset '{name}': label {y.max()} is too large for a class index; map the classes "
-                               "to 0..C-1.")
+        names = sorted({str(v) for v in y})
+        return np.searchsorted(np.array(names), y).astype(np.int64), names
+    _numeric(y, src, "labels")
+    whole = np.isfinite(y) & (y == np.round(y)) if y.dtype.kind == "f" else np.ones(len(y), dtype=bool)
+    if not np.all(whole):
+        i = first_row(~whole)
+        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, not a class index 0..C-1; convert the labels to "
+                               "whole numbers, or set model.task: regression for real-valued targets.")
+    if y.size and (y.min() < 0 or y.max() > MAX_CLASS_INDEX):
+        i = first_row((y < 0) | (y > MAX_CLASS_INDEX))
+        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, not a class index 0..C-1; number the classes "
+                               "from 0.")
     return y.astype(np.int64), None
 
 
-def check_targets(y: Any, name: str, task: str = "classification") -> tuple[np.ndarray, list[str] | None]:
+def check_targets(y: Any, name: str, task: str = "classification",
+                  source: str | None = None) -> tuple[np.ndarray, list[str] | None]:
     """Targets of an array dataset, checked and converted for ``task``; returns ``(targets, names)``.
 
     ``names`` are the class names when ``y`` holds strings (classification only), else None.
+    Errors start with ``source`` (default ``Dataset 'name'``) and name the first bad row.
 
     Shape:
         y: ``[N]`` (classification; regression), ``[N, k]`` (regression) or ``[N, C]`` (multilabel).
     """
     y = np.asarray(y)
+    src = source or f"Dataset '{name}'"
     check_task(task)
     if task == "classification":
         if y.ndim != 1:
             hint = " (for multi-hot targets set model.task: multilabel)" if y.ndim == 2 else ""
-            raise TransferkitError(f"Dataset '{name}': labels must be a 1-d array [N]; got shape {y.shape}{hint}.")
-        return _class_indices(y, name)
-    _numeric(y, name, "targets")
+            raise TransferkitError(f"{src}: labels must be a 1-d array [N]; got shape {y.shape}{hint}.")
+        return _class_indices(y, src)
+    _numeric(y, src, "targets")
     if task == "regression":
         if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] == 0):
-            raise TransferkitError(f"Dataset '{name}': regression targets must have shape [N] or [N, k]; "
-                                   f"got {y.shape}.")
+            raise TransferkitError(f"{src}: regression targets must have shape [N] or [N, k]; got {y.shape}.")
         if y.dtype.kind == "b":
-            raise TransferkitError(f"Dataset '{name}': regression targets are true/false values; store numbers, "
-                                   "or set model.task: classification.")
-        return _as_float32(y, name, "the targets"), None
+            raise TransferkitError(f"{src}: regression targets are true/false values; store numbers, or set "
+                                   "model.task: classification.")
+        return _as_float32(y, src), None
     if y.ndim != 2 or y.shape[1] == 0:
-        raise TransferkitError(f"Dataset '{name}': multi-label targets must be multi-hot [N, C] arrays of 0 and 1; "
-                               f"got shape {y.shape}.")
-    if y.size and not np.all((y == 0) | (y == 1)):
-        raise TransferkitError(f"Dataset '{name}': multi-label targets must be 0 or 1 (multi-hot); "
-                               "other values are in the array, so convert them.")
+        raise TransferkitError(f"{src}: multi-label targets must be multi-hot [N, C] arrays of 0 and 1; got shape "
+                               f"{y.shape}.")
+    bad = (y != 0) & (y != 1)
+    if np.any(bad):
+        i = first_row(bad)
+        raise TransferkitError(f"{src}: row {i} of y holds {y[i].tolist()}, but multi-hot targets are 0 or 1; "
+                               "convert them.")
     return y.astype(np.float32), None
 
 
