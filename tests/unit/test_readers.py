@@ -45,17 +45,17 @@ def test_npz_multilabel_targets_are_multi_hot(tmp_path):
 
 def test_npz_bad_targets_for_the_task_are_named(tmp_path):
     np.savez(tmp_path / "a.npz", x=np.ones((2, 2), np.float32), y=np.array([1.0, 0.5]))
-    msg = refused("row 1 of y holds 0.5, not a class index.*set model.task: regression", load_npz,
+    msg = refused("y\\[1\\] = 0.5 is not a class index.*set model.task: regression", load_npz,
                   tmp_path / "a.npz")
     assert msg.startswith(f"'{tmp_path / 'a.npz'}': ")
     np.savez(tmp_path / "b.npz", x=np.ones((2, 2), np.float32), y=np.array([1.0, np.nan]))
-    refused("row 1 of y holds nan, not a finite number; remove or impute", load_npz, tmp_path / "b.npz",
+    refused("y\\[1\\] = nan is not a finite number; remove or impute", load_npz, tmp_path / "b.npz",
             task="regression")
     np.savez(tmp_path / "c.npz", x=np.ones((2, 2), np.float32), y=np.array([[1, 0], [0, 2]]))
-    refused("row 1 of y holds \[0, 2\], but multi-hot targets are 0 or 1", load_npz, tmp_path / "c.npz",
+    refused("y\\[1\\] = \\[0, 2\\], but multi-hot targets are 0 or 1", load_npz, tmp_path / "c.npz",
             task="multilabel")
     np.savez(tmp_path / "d.npz", x=np.array([[1.0], [np.inf]]), y=np.array([0, 1]))
-    refused("row 1 of x contains NaN or infinite", load_npz, tmp_path / "d.npz")
+    refused("x\\[1\\] contains NaN or infinite", load_npz, tmp_path / "d.npz")
     refused("multi-hot \\[N, C\\].*got shape \\(2,\\)", load_npz, tmp_path / "a.npz", task="multilabel")
     refused("set model.task: multilabel", load_npz, tmp_path / "c.npz")
     refused("Unknown task 'regresion'. Did you mean 'regression'", load_npz, tmp_path / "a.npz", task="regresion")

@@ -35,13 +35,13 @@ def _check_inputs(x: np.ndarray, src: str) -> np.ndarray:
         return x.astype(np.float32) / np.float32(255.0)
     big = np.abs(x.astype(np.float64)).reshape(len(x), -1)
     if x.dtype.kind in "iu" and np.any(big > EXACT_INT32):
-        raise TransferkitError(f"{src}: row {first_row(big > EXACT_INT32)} of x holds integers beyond 2**24, which "
+        raise TransferkitError(f"{src}: x[{first_row(big > EXACT_INT32)}] holds integers beyond 2**24, which "
                                "float32 cannot hold exactly; scale the inputs down.")
     if not np.all(np.isfinite(big)):
-        raise TransferkitError(f"{src}: row {first_row(~np.isfinite(big))} of x contains NaN or infinite values; "
+        raise TransferkitError(f"{src}: x[{first_row(~np.isfinite(big))}] contains NaN or infinite values; "
                                "clean or impute them.")
     if np.any(big > FLOAT32_MAX):
-        raise TransferkitError(f"{src}: row {first_row(big > FLOAT32_MAX)} of x holds values beyond float32's range "
+        raise TransferkitError(f"{src}: x[{first_row(big > FLOAT32_MAX)}] holds values beyond float32's range "
                                "(3.4e38); scale the inputs down.")
     return x.astype(np.float32)
 

@@ -51,14 +51,14 @@ def _as_float32(y: np.ndarray, src: str) -> np.ndarray:
     big = np.abs(y.astype(np.float64))
     if y.dtype.kind in "iu" and np.any(big > EXACT_INT32):
         i = first_row(big > EXACT_INT32)
-        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, beyond 2**24, which float32 cannot hold exactly; "
+        raise TransferkitError(f"{src}: y[{i}] = {y[i]} is beyond 2**24, which float32 cannot hold exactly; "
                                "scale the targets down.")
     if not np.all(np.isfinite(big)):
         i = first_row(~np.isfinite(big))
-        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, not a finite number; remove or impute that row.")
+        raise TransferkitError(f"{src}: y[{i}] = {y[i]} is not a finite number; remove or impute that example.")
     if np.any(big > FLOAT32_MAX):
         i = first_row(big > FLOAT32_MAX)
-        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, beyond float32's range (3.4e38); scale the "
+        raise TransferkitError(f"{src}: y[{i}] = {y[i]} is beyond float32's range (3.4e38); scale the "
                                "targets down.")
     return y.astype(np.float32)
 
@@ -71,11 +71,11 @@ def _class_indices(y: np.ndarray, src: str) -> tuple[np.ndarray, list[str] | Non
     whole = np.isfinite(y) & (y == np.round(y)) if y.dtype.kind == "f" else np.ones(len(y), dtype=bool)
     if not np.all(whole):
         i = first_row(~whole)
-        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, not a class index 0..C-1; convert the labels to "
+        raise TransferkitError(f"{src}: y[{i}] = {y[i]} is not a class index 0..C-1; convert the labels to "
                                "whole numbers, or set model.task: regression for real-valued targets.")
     if y.size and (y.min() < 0 or y.max() > MAX_CLASS_INDEX):
         i = first_row((y < 0) | (y > MAX_CLASS_INDEX))
-        raise TransferkitError(f"{src}: row {i} of y holds {y[i]}, not a class index 0..C-1; number the classes "
+        raise TransferkitError(f"{src}: y[{i}] = {y[i]} is not a class index 0..C-1; number the classes "
                                "from 0.")
     return y.astype(np.int64), None
 
@@ -112,7 +112,7 @@ def check_targets(y: Any, name: str, task: str = "classification",
     bad = (y != 0) & (y != 1)
     if np.any(bad):
         i = first_row(bad)
-        raise TransferkitError(f"{src}: row {i} of y holds {y[i].tolist()}, but multi-hot targets are 0 or 1; "
+        raise TransferkitError(f"{src}: y[{i}] = {y[i].tolist()}, but multi-hot targets are 0 or 1; "
                                "convert them.")
     return y.astype(np.float32), None
 
