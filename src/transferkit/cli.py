@@ -116,7 +116,8 @@ def continual(
 ) -> None:
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
     from transferkit.config import ContinualConfig, load_config
-    from transferkit.continual.run import comparison_rows, run_continual
+    from transferkit.report.continual import comparison_rows
+    from transferkit.runs.continual import run_continual
 
     cfg = load_config(config, set_ or [], schema=ContinualConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
@@ -128,7 +129,7 @@ def continual(
     table = Table(title=f"continual: {cfg.name or config.stem}")
     for col in ("strategy", "setting", "avg accuracy %", "forgetting %", "BWT %", "FWT %", "seconds"):
         table.add_column(col)
-    for r in comparison_rows(results):
+    for r in comparison_rows({label: res.to_dict() for label, res in results.items()}):
         table.add_row(r["strategy"], r["setting"], *(str(r.get(k, "")) for k in ("average_accuracy", "forgetting", "bwt",
                                                                                    "fwt", "seconds")))
     console.print(table)
@@ -144,7 +145,7 @@ def multitask(
 ) -> None:
     """Train one shared model on several tasks with each weighter (and the single-task baselines); write the report."""
     from transferkit.config import MultitaskConfig, load_config
-    from transferkit.multitask.run import run_multitask
+    from transferkit.runs.multitask import run_multitask
     from transferkit.report.multitask import delta_m_rows
 
     cfg = load_config(config, set_ or [], schema=MultitaskConfig)
