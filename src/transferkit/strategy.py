@@ -100,11 +100,11 @@ def check_number(owner: str, name: str, value, low: float | None = None, high: f
 def weighted_total(losses: dict[str, torch.Tensor], task_weight: float, terms: dict[str, torch.Tensor]) -> torch.Tensor:
     """``task_weight * sum(losses) + sum(terms)``: the task losses weighted by the strategy (joint
     training) plus the strategy's own terms, which carry their own weights."""
-    parts = list(losses.values())
-    if not parts and not terms:
-        raise TransferkitError("This batch has no task loss and no strategy term to train on; check that its rows are labelled.")
+    if not losses and not terms:
+        raise TransferkitError("A batch gave no task loss and no strategy term to train on; "
+                               "check that its rows carry labels.")
     total = None
-    for v in parts:
+    for v in losses.values():
         total = v if total is None else total + v
     if total is not None and task_weight != 1.0:
         total = task_weight * total
@@ -217,7 +217,7 @@ class Compose(Strategy):
         if not strategies:
             raise TransferkitError("Compose: give at least one strategy.")
         self.parts = nn.ModuleList(strategies)
-        owners = [s for s in strategies if _forms_backward(s)]
+        owners = [s.backward_part if isinstance(s, Compose) else s for s in strategies if _forms_backward(s)]
         if len(owners) > 1:
             raise TransferkitError(f"Compose: '{_label(owners[0])}' and '{_label(owners[1])}' both form the gradient "
                                    "themselves (backward); compose at most one of them.")

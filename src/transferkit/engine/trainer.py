@@ -171,11 +171,11 @@ class Trainer:
         for module in frozen_modules(acc.unwrap_model(model)):  # frozen parts behave as at inference (BatchNorm statistics, dropout)
             module.eval()
         device, plain = acc.device, acc.unwrap_model(model)
-        # Without a loss scaler or gradient accumulation, Accelerate's optimizer wrapper adds only
-        # per-step checks (package look-ups, signature inspection) that dominate small models;
-        # step the optimizer itself then, and plain SGD as one update.
+        # Without a loss scaler, Accelerate's optimizer wrapper adds only per-step checks (package
+        # look-ups, signature inspection) that dominate small models; step the optimizer itself
+        # then, and plain SGD as one update.
         accum, n = self.s.grad_accum, len(loader)
-        plain_step = acc.scaler is None and accum == 1
+        plain_step = acc.scaler is None
         opt = optimizer.optimizer if plain_step else optimizer
         update = (lambda: sgd_update(opt)) if plain_step and is_plain_sgd(opt) else None
         for item in loader:
@@ -184,13 +184,14 @@ class Trainer:
             batch = strategy.prepare_batch(raw)
             # gradients accumulate over windows of `accum` batches; the epoch's last window may be
             # shorter and steps too, so no gradient crosses an epoch (or a checkpoint)
-            sync = plain_step or (steps + 1) % accum == 0 or steps + 1 == n
+            sync = accum == 1 or (steps + 1) % accum == 0 or steps + 1 == n
             with nullcontext() if sync else acc.no_sync(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
                 losses = task_losses(out, batch.targets)  # the model's task losses, keyed by task
                 terms = strategy.named_loss_terms(batch, out, model)
-                step = Step(plain, batch, out, steps, self._backward(plain_step, min(accum, n - steps // accum * accum)))
-                terms, loss = strategy.backward(losses, terms, step)
+                window = min(accum, n - steps // accum * accum)  # batches in this accumulation window
+                terms, loss = strategy.backward(losses, terms, Step(plain, batch, out, steps,
+                                                                    self._backward(plain_step, window)))
             if sync:
                 strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
                 if self.s.max_grad_norm:
@@ -209,12 +210,12 @@ class Trainer:
         return {f"train/{k}": float(torch.stack(v).mean()) for k, v in sums.items()}  # each term over the steps it was logged
 
     def _backward(self, plain_step: bool, window: int) -> Callable[[torch.Tensor], None]:
-        """The backward a strategy calls: plain, or Accelerate's (fp16 loss scaling) on the loss
-        divided by the batches in this accumulation window."""
-        if plain_step:
+        """The backward a strategy calls: the loss divided by the batches in this accumulation
+        window, then plain or through Accelerate (fp16 loss scaling)."""
+        if plain_step and window == 1:
             return torch.Tensor.backward
-        acc = self.accelerator
-        return lambda loss: acc.backward(loss / window if window > 1 else loss)
+        backward = torch.Tensor.backward if plain_step else self.accelerator.backward
+        return lambda loss: backward(loss / window if window > 1 else loss)
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, model: TransferModel, strategy: Strategy, train: Dataset, val: Dataset | None = None,
