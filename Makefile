@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/transferkit demo --overwrite
 
+# lint-imports checks the layer contract of pyproject.toml ([tool.importlinter])
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q --durations=10
 
 test-fast: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)

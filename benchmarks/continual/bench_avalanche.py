@@ -29,7 +29,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 from protocols import SPLIT, mlp, mnist, settings, stream, strategy_args  # noqa: E402
 
-from transferkit.continual import create_continual_strategy, train_stream  # noqa: E402
+from transferkit.continual import create_continual_strategy  # noqa: E402
+from transferkit.runs.learner import train_stream  # noqa: E402
 
 # strategy -> (transferkit name, buffer, avalanche factory)
 CASES = {

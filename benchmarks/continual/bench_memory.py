@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 def one(compact: bool) -> dict:
     from protocols import mlp, mnist, settings, stream
 
-    from transferkit.continual import create_continual_strategy, train_stream
+    from transferkit.continual import create_continual_strategy
+    from transferkit.runs.learner import train_stream
 
     train, test = mnist()
     s = stream("split", train, test)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from transferkit.multitask.run import run_multitask, summarise
+from transferkit.runs.multitask import run_multitask, summarise
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,10 @@ from transferkit.errors import TransferkitError
 from transferkit.finetune import Compose, Strategy, create_strategy
 from transferkit.compare import compare
 from transferkit.config import ContinualConfig
-from transferkit.continual import create_continual_strategy, train_stream
-from transferkit.continual.run import run_continual
-from transferkit.multitask.run import run_multitask
+from transferkit.continual import create_continual_strategy
+from transferkit.runs.continual import run_continual
+from transferkit.runs.learner import train_stream
+from transferkit.runs.multitask import run_multitask
 from transferkit.multitask.weighters import create_weighter
 from transferkit.model import Output, TransferModel
 

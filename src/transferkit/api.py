@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate.utils import set_seed
 from torch.utils.data import Dataset
 
-from transferkit.backbones import create_backbone
 from transferkit.config import RunConfig, dump_config, parse_config
 from transferkit.data import Subset, load_dataset, make_splits
 from transferkit.data.datasets import ArrayDataset, IMAGE_SUFFIXES, TextDataset, _read_text_rows
@@ -22,8 +20,8 @@ from transferkit.engine import checkpoint as ckpt
 from transferkit.engine.evaluate import evaluate, predict_logits
 from transferkit.engine.trainer import Trainer, check_labels
 from transferkit.errors import TransferkitError
-from transferkit.finetune import STRATEGIES, Strategy, create_strategy
-from transferkit.heads import create_head
+from transferkit.finetune import Strategy, create_strategy
+from transferkit.finetune.saved import build_model, load_model
 from transferkit.model import TransferModel
 from transferkit.report import run_report
 
@@ -50,14 +48,6 @@ def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]
     test = load_dataset(d.test, d.data_dir, d.image_size, d.channels) if d.test else (
         Subset(full, sp.test) if len(sp.test) else None)
     return Subset(full, sp.train), (Subset(full, sp.val) if len(sp.val) else None), test
-
-
-def build_model(cfg: RunConfig, num_classes: int) -> TransferModel:
-    m = cfg.model
-    set_seed(cfg.train.seed)
-    backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
-    head = create_head(m.head, backbone.num_features, num_classes, **m.head_args)
-    return TransferModel(backbone, head)
 
 
 def _check_input_kind(backbone_kind: str, data_kind: str, cfg: RunConfig) -> None:
@@ -188,20 +178,8 @@ def _as_dataset(inputs) -> Dataset:
 
 def load_run(run_dir: str | Path) -> Run:
     """Rebuild a run's model from ``config.yaml`` and load ``model.safetensors``."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise TransferkitError(f"'{run_dir}' is not a run directory (no config.yaml); give the folder `train` wrote.")
-    from transferkit.config import load_config
-
-    cfg = load_config(run_dir / "config.yaml")
-    weights = cfg.model.weights if cfg.model.backbone == "hf_text" else None
-    model = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})}),
-                        cfg.model.num_classes)
-    if any(STRATEGIES.get(n.strip()).changes_structure for n in cfg.strategy.name.split("+")):
-        model = create_strategy(cfg.strategy.name, **cfg.strategy.args).prepare_model(model)  # e.g. LoRA layers
-    ckpt.load_weights(model, run_dir / ckpt.MODEL_FILE)
-    model.eval()
-    return Run(run_dir, cfg, model)
+    cfg, model = load_model(run_dir)
+    return Run(Path(run_dir), cfg, model)
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:

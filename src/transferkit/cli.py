@@ -137,7 +137,8 @@ def continual(
 ) -> None:
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
     from transferkit.config import ContinualConfig, load_config
-    from transferkit.continual.run import comparison_rows, run_continual
+    from transferkit.report.continual import comparison_rows
+    from transferkit.runs.continual import run_continual
 
     cfg = load_config(config, set_ or [], schema=ContinualConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
@@ -147,7 +148,8 @@ def continual(
                                 + ", ".join(f"{k.split('/')[1]} {100 * v:.1f}%" for k, v in r.items()
                                             if k.startswith("seen_accuracy/"))))
     title = f"continual: {cfg.name or config.stem}"
-    for table in continual_tables(comparison_rows(results), title, console.width):
+    rows = comparison_rows({label: res.to_dict() for label, res in results.items()})
+    for table in continual_tables(rows, title, console.width):
         console.print(table)
     console.print(f"Run written to {out} (report: {out / 'report.html'})")
 
@@ -161,7 +163,7 @@ def multitask(
 ) -> None:
     """Train one shared model on several tasks with each weighter (and the single-task baselines); write the report."""
     from transferkit.config import MultitaskConfig, load_config
-    from transferkit.multitask.run import run_multitask
+    from transferkit.runs.multitask import run_multitask
     from transferkit.report.multitask import delta_m_rows
 
     cfg = load_config(config, set_ or [], schema=MultitaskConfig)

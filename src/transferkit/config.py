@@ -77,12 +77,12 @@ class TrainSettings(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
     max_grad_norm: float | None = Field(None, gt=0)  # clip gradients to this norm
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast through Accelerate
-    grad_accum: int = Field(1, ge=1)  # batches per optimizer step
+    grad_accum: int = Field(1, ge=1)  # batches per optimizer step (an epoch ends with a shorter window)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: GPU when there is one
     seed: int = 0  # weights, shuffling and dropout
     monitor: str = "val/accuracy"  # metric for early stopping and the best checkpoint
     mode: Literal["max", "min"] = "max"  # whether a larger monitor value is better
-    patience: int | None = Field(None, ge=1)  # epochs without improvement before stopping (None: never)
+    patience: int | None = Field(None, ge=1)  # bad epochs before a phase stops (the next one runs; None: never)
     restore_best: bool = True  # end with the best checkpoint's weights (when there is validation data)
     num_workers: int = Field(0, ge=0)  # DataLoader worker processes
     eval_batch_size: int = Field(256, ge=1)

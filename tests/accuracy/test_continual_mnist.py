@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from transferkit.continual.run import run_continual
+from transferkit.runs.continual import run_continual
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "continual"

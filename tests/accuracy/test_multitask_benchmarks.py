@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from transferkit.multitask.run import run_multitask
+from transferkit.runs.multitask import run_multitask
 from transferkit.multitask.weighters import WEIGHTERS
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,8 @@ from scipy.stats import chisquare
 
 from transferkit.backbones import create_backbone
 from transferkit.config import TrainSettings
-from transferkit.continual import CONTINUAL, create_continual_strategy, train_stream
+from transferkit.continual import CONTINUAL, create_continual_strategy
+from transferkit.runs.learner import train_stream
 from transferkit.continual import functional as Fn
 from transferkit.continual.buffers import ClassBalancedBuffer, ReservoirBuffer
 from transferkit.data.datasets import ArrayDataset
@@ -319,7 +320,7 @@ def test_a_stream_starts_from_a_pretrained_source_run(tmp_path):
     from safetensors.torch import load_file as read
     from tests.conftest import tiny_config
     from transferkit import train
-    from transferkit.continual.run import run_continual
+    from transferkit.runs.continual import run_continual
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 40)

@@ -37,7 +37,8 @@ def test_strategy_state_follows_the_model_to_the_gpu(tiny_npz, tmp_path):
 @pytest.mark.parametrize("precision", ["no", "bf16"])
 def test_continual_strategies_keep_their_state_on_the_gpu(tmp_path, name, precision):
     from transferkit.config import TrainSettings
-    from transferkit.continual import create_continual_strategy, train_stream
+    from transferkit.continual import create_continual_strategy
+    from transferkit.runs.learner import train_stream
     from tests.unit.test_continual import tiny_model, tiny_stream
 
     settings = TrainSettings(epochs=2, batch_size=8, lr=0.05, optimizer="sgd", device="cuda", mixed_precision=precision)

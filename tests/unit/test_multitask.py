@@ -209,8 +209,8 @@ def test_every_weighter_trains_a_shared_model_through_the_trainer(name):
     from transferkit.backbones import create_backbone
     from transferkit.config import TrainSettings
     from transferkit.engine.trainer import Trainer
-    from transferkit.finetune.base import Strategy
     from transferkit.multitask.models import HardSharing
+    from transferkit.multitask.step import MultiTaskStep
 
     torch.manual_seed(0)
     model = HardSharing(create_backbone("mlp", in_features=6, hidden=(16, 16)), {"sign": 2, "value": 1})
@@ -219,7 +219,7 @@ def test_every_weighter_trains_a_shared_model_through_the_trainer(name):
     model.weighter = WEIGHTERS.build(name, **args)
     data, val = _two_task_data(), _two_task_data(64)
     history = Trainer(TrainSettings(epochs=10, batch_size=32, lr=0.1, optimizer="sgd", momentum=0.0),
-                      progress=False).fit(model, Strategy(), data, val)  # every parameter trains, the weighter's too
+                      progress=False).fit(model, MultiTaskStep(), data, val)  # every parameter trains, the weighter's too
     first, last = history[0], history[-1]
     assert last["train/task/sign"] < first["train/task/sign"] and last["train/task/value"] < first["train/task/value"]
     assert {"train/weight/sign", "train/weight/value", "val/sign/accuracy", "val/value/mse", "val/accuracy"} <= set(last)

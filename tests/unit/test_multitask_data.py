@@ -75,7 +75,7 @@ def _config(tmp_path, **kw):
 
 
 def test_a_run_writes_models_baselines_delta_m_and_a_report(tmp_path, shared_data):
-    from transferkit.multitask.run import run_multitask
+    from transferkit.runs.multitask import run_multitask
 
     out = tmp_path / "run"
     summary = run_multitask(_config(tmp_path), out, progress=False)
@@ -92,7 +92,7 @@ def test_a_run_writes_models_baselines_delta_m_and_a_report(tmp_path, shared_dat
 
 
 def test_bad_multitask_configs_fail_before_training(tmp_path):
-    from transferkit.multitask.run import run_multitask
+    from transferkit.runs.multitask import run_multitask
 
     with pytest.raises(TransferkitError, match="Did you mean 'pcgrad'"):
         run_multitask(_config(tmp_path, weighter={"name": "pcgad"}), tmp_path / "a")
@@ -108,7 +108,7 @@ def test_bad_multitask_configs_fail_before_training(tmp_path):
 
 @pytest.mark.parametrize("arch", ["mmoe", "cross_stitch"])
 def test_soft_sharing_architectures_and_alternating_batches_run(tmp_path, shared_data, arch):
-    from transferkit.multitask.run import run_multitask
+    from transferkit.runs.multitask import run_multitask
 
     cfg = _config(tmp_path, model={"arch": arch}, weighter={"name": "uncertainty"}, compare=[], single_task=False,
                   data={"batches": "alternating" if arch == "mmoe" else "mixed"},

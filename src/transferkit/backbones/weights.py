@@ -64,6 +64,30 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str, sour
     module.load_state_dict(state)
 
 
+def load_weights(model: nn.Module, path: Path, partial: bool = False) -> None:
+    """Load a transferkit weights file (a run's ``model.safetensors`` or a checkpoint's) into
+    ``model``; ``partial`` allows a checkpoint holding a subset of keys."""
+    from safetensors.torch import load_file, load_model
+
+    if not path.is_file():
+        raise TransferkitError(f"Weights file '{path}' is missing; train the run first or check the path.")
+    if partial:
+        state = load_file(str(path))
+        own = model.state_dict()
+        ok = all(k in own and own[k].shape == v.shape for k, v in state.items())
+        if ok:
+            model.load_state_dict(state, strict=False)
+            return
+    else:
+        try:
+            missing, unexpected = load_model(model, str(path), strict=False)
+            ok = not missing and not unexpected
+        except RuntimeError:  # shape mismatch
+            ok = False
+    if not ok:
+        raise TransferkitError(f"Weights file '{path}' does not fit the model built from its config; re-train the run.")
+
+
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -1,6 +1,7 @@
-"""Continual (lifelong) learning: strategies against forgetting, streams of tasks, one learner.
+"""Continual (lifelong) learning: strategies against forgetting (``runs.learner.train_stream`` learns
+a stream of tasks with them).
 
-Strategies are small modules with the hooks of ``finetune.base.Strategy`` and combine with
+Strategies are small modules with the hooks of ``transferkit.strategy.Strategy`` and combine with
 ``"+"`` (``lwf+er``), also with the fine-tuning strategies (``er+lora`` trains LoRA on a frozen
 pretrained backbone with replay). Their maths is in ``continual.functional``.
 """
@@ -11,14 +12,13 @@ from transferkit.continual.agem import AGEM
 from transferkit.continual.der import DER, DERpp
 from transferkit.continual.ewc import EWC, OnlineEWC
 from transferkit.continual.icarl import ICaRL
-from transferkit.continual.learner import ContinualResult, evaluate_stream, train_stream
 from transferkit.continual.lwf import LwF
 from transferkit.continual.naive import JointTraining, Naive
 from transferkit.continual.replay import ER
 from transferkit.continual.si import SI
 from transferkit.continual.task_adapters import TaskAdapters
 from transferkit.finetune import STRATEGIES
-from transferkit.finetune.base import Compose, Strategy
+from transferkit.strategy import Compose, Strategy
 from transferkit.registry import Registry
 
 CONTINUAL: Registry[type[Strategy]] = Registry("continual strategy")
@@ -49,5 +49,5 @@ def create_continual_strategy(spec: str | list[str], **kwargs) -> Strategy:
     return strategy
 
 
-__all__ = ["CONTINUAL", "create_continual_strategy", "train_stream", "evaluate_stream", "ContinualResult", "Naive",
+__all__ = ["CONTINUAL", "create_continual_strategy", "Naive",
            "JointTraining", "EWC", "OnlineEWC", "SI", "LwF", "ER", "AGEM", "DER", "DERpp", "ICaRL", "TaskAdapters"]

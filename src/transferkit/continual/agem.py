@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from transferkit.continual.base import ContinualStrategy
 from transferkit.continual.functional import agem_project
 from transferkit.continual.replay import make_buffer
-from transferkit.finetune.base import check_number
+from transferkit.strategy import check_number
 
 
 class AGEM(ContinualStrategy):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from transferkit.continual.state import GrowingState
-from transferkit.finetune.base import Strategy
+from transferkit.strategy import Strategy
 
 
 def key(name: str) -> str:

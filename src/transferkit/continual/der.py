@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from transferkit.continual.base import ContinualStrategy
 from transferkit.continual.replay import check_fill, make_buffer, refill, stream_only, task_data
-from transferkit.finetune.base import check_number
+from transferkit.strategy import check_number
 
 
 class DER(ContinualStrategy):

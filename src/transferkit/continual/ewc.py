@@ -6,7 +6,7 @@ import torch
 
 from transferkit.continual.base import ContinualStrategy, snapshot, trainable
 from transferkit.continual.functional import fisher_diagonal, quadratic_penalty
-from transferkit.finetune.base import check_number
+from transferkit.strategy import check_number
 
 
 class EWC(ContinualStrategy):

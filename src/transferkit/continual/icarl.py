@@ -9,7 +9,7 @@ from transferkit.continual.base import TeacherMixin, frozen_copy
 from transferkit.continual.buffers import ReservoirBuffer
 from transferkit.continual.functional import herding, nearest_mean_scores
 from transferkit.continual.replay import task_data, with_replay
-from transferkit.finetune.base import check_number
+from transferkit.strategy import check_number
 
 
 class ICaRL(TeacherMixin):

@@ -6,8 +6,8 @@ import torch
 
 from transferkit.continual.base import TeacherMixin, frozen_copy
 from transferkit.continual.functional import kd_loss
-from transferkit.engine.evaluate import batches
-from transferkit.finetune.base import check_number
+from transferkit.data.batches import batches
+from transferkit.strategy import check_number
 from transferkit.model import Output
 
 

@@ -7,7 +7,7 @@ import torch
 from transferkit.continual.base import ContinualStrategy
 from transferkit.continual.buffers import ClassBalancedBuffer, ReservoirBuffer, balanced_subset
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Batch, check_number
+from transferkit.strategy import Batch, check_number
 
 BUFFERS = {"reservoir": ReservoirBuffer, "class_balanced": ClassBalancedBuffer}
 

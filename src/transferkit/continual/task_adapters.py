@@ -7,7 +7,7 @@ from torch import nn
 from transferkit.continual.base import ContinualStrategy
 from transferkit.errors import TransferkitError
 from transferkit.finetune.adapters import Bottleneck, _out_channels
-from transferkit.finetune.base import Phase, check_number
+from transferkit.strategy import Phase, check_number
 
 
 def _dispatch(container: nn.ModuleDict, backbone: nn.Module):

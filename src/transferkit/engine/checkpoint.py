@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 
-from transferkit.errors import TransferkitError
+from transferkit.backbones.weights import load_weights  # noqa: F401  (re-exported: checkpoints and runs load with it)
 
 MODEL_FILE = "model.safetensors"
 STRATEGY_FILE = "strategy.safetensors"
@@ -58,27 +58,6 @@ def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
         out[k] = v.detach().clone().contiguous() if ptr in storages else v.detach().contiguous()
         storages.add(ptr)
     save_file(out, str(path))
-
-
-def load_weights(model: nn.Module, path: Path, partial: bool = False) -> None:
-    """Load a weights file into ``model``; ``partial`` allows a checkpoint holding a subset of keys."""
-    if not path.is_file():
-        raise TransferkitError(f"Weights file '{path}' is missing; train the run first or check the path.")
-    if partial:
-        state = load_file(str(path))
-        own = model.state_dict()
-        ok = all(k in own and own[k].shape == v.shape for k, v in state.items())
-        if ok:
-            model.load_state_dict(state, strict=False)
-            return
-    else:
-        try:
-            missing, unexpected = load_model(model, str(path), strict=False)
-            ok = not missing and not unexpected
-        except RuntimeError:  # shape mismatch
-            ok = False
-    if not ok:
-        raise TransferkitError(f"Weights file '{path}' does not fit the model built from its config; re-train the run.")
 
 
 def save_checkpoint(ckpt_root: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -7,25 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from transferkit.data.batches import batches, move  # noqa: F401  (re-exported)
 from transferkit.data.datasets import length_order
 from transferkit.metrics import accuracy
 from transferkit.model import TransferModel
-
-
-def move(x, device: torch.device):
-    if isinstance(x, dict):  # multi-task targets
-        return {k: move(v, device) for k, v in x.items()}
-    return x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
-
-
-def batches(dataset: Dataset, batch_size: int):
-    """The dataset's items in order, ``batch_size`` at a time: whole-batch indexing when the
-    dataset supports it (``batch_indexable``), a DataLoader otherwise."""
-    if getattr(dataset, "batch_indexable", False):
-        for a in range(0, len(dataset), batch_size):
-            yield dataset[list(range(a, min(a + batch_size, len(dataset))))]
-    else:
-        yield from DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The one training loop. Strategies plug in through value-returning hooks (see finetune/base.py)."""
+"""The one training loop. Strategies plug in through value-returning hooks (``transferkit.strategy``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
@@ -22,8 +21,9 @@ from transferkit.engine import checkpoint as ckpt
 from transferkit.engine.evaluate import evaluate, move
 from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TrainingDiverged, TransferkitError
-from transferkit.finetune.base import Batch, Phase, Strategy, all_parameters_phase
+from transferkit.losses import task_losses
 from transferkit.model import TransferModel
+from transferkit.strategy import Batch, Phase, Step, Strategy, all_parameters_phase
 
 
 class EpochSampler(Sampler[int]):
@@ -158,8 +158,8 @@ class Trainer:
         # settings, so start that state afresh (the process group, if any, is kept).
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
-        self.accelerator = Accelerator(cpu=settings.device == "cpu", mixed_precision=settings.mixed_precision,
-                                       gradient_accumulation_steps=settings.grad_accum)
+        # gradient accumulation is the trainer's own (windows that end with each epoch), not Accelerate's
+        self.accelerator = Accelerator(cpu=settings.device == "cpu", mixed_precision=settings.mixed_precision)
         if settings.device == "cuda" and self.accelerator.device.type != "cuda":
             raise TransferkitError("train.device is 'cuda' but no GPU is visible; set train.device to 'auto' or 'cpu'.")
 
@@ -170,35 +170,35 @@ class Trainer:
         model.train()
         for module in frozen_modules(acc.unwrap_model(model)):  # frozen parts behave as at inference (BatchNorm statistics, dropout)
             module.eval()
-        device = acc.device
-        # Without a loss scaler or gradient accumulation, Accelerate's optimizer wrapper and
-        # accumulate() add only per-step checks (package look-ups, signature inspection) that
-        # dominate small models; step the optimizer itself then, and plain SGD as one update.
-        plain_step = acc.scaler is None and self.s.grad_accum == 1
-        weighter = getattr(acc.unwrap_model(model), "weighter", None)  # multi-task models carry one
-        if weighter is not None and not plain_step:
-            raise TransferkitError("Multi-task training runs without fp16 loss scaling or gradient accumulation; "
-                                   "set train.mixed_precision to 'no' or 'bf16' and train.grad_accum to 1.")
+        device, plain = acc.device, acc.unwrap_model(model)
+        # Without a loss scaler, Accelerate's optimizer wrapper adds only per-step checks (package
+        # look-ups, signature inspection) that dominate small models; step the optimizer itself
+        # then, and plain SGD as one update.
+        accum, n = self.s.grad_accum, len(loader)
+        plain_step = acc.scaler is None
         opt = optimizer.optimizer if plain_step else optimizer
         update = (lambda: sgd_update(opt)) if plain_step and is_plain_sgd(opt) else None
         for item in loader:
             x, y, index = item[0], item[1], (item[2] if len(item) > 2 else None)
             raw = Batch(move(x, device), move(y, device), task=head, precomputed=phase.precomputed, index=index)
             batch = strategy.prepare_batch(raw)
-            with nullcontext() if plain_step else acc.accumulate(model):
+            # gradients accumulate over windows of `accum` batches; the epoch's last window may be
+            # shorter and steps too, so no gradient crosses an epoch (or a checkpoint)
+            sync = accum == 1 or (steps + 1) % accum == 0 or steps + 1 == n
+            with nullcontext() if sync else acc.no_sync(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
-                if weighter is None:
-                    terms = {"task": F.cross_entropy(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
-                    loss = self._total(terms, strategy.task_weight())
-                    loss.backward() if plain_step else acc.backward(loss)
-                else:
-                    terms, loss = self._multitask_step(acc.unwrap_model(model), weighter, batch, out, strategy, steps)
-                if acc.sync_gradients:
-                    strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
-                if self.s.max_grad_norm and acc.sync_gradients:
+                losses = task_losses(out, batch.targets)  # the model's task losses, keyed by task
+                terms = strategy.named_loss_terms(batch, out, model)
+                window = min(accum, n - steps // accum * accum)  # batches in this accumulation window
+                terms, loss = strategy.backward(losses, terms, Step(plain, batch, out, steps,
+                                                                    self._backward(plain_step, window)))
+            if sync:
+                strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
+                if self.s.max_grad_norm:
                     acc.clip_grad_norm_(model.parameters(), self.s.max_grad_norm)
                 opt.step() if update is None else update()
-                strategy.after_step(model, raw, out)  # e.g. replay stores the stream batch, SI its path integral
+            strategy.after_step(model, raw, out)  # e.g. replay stores the stream batch, SI its path integral
+            if sync:
                 opt.zero_grad(set_to_none=True) if update is None else clear_grads(opt)
             for k, v in terms.items():
                 sums.setdefault(k, []).append(v.detach())
@@ -206,52 +206,16 @@ class Trainer:
             if steps % 10 == 0 and not torch.isfinite(loss):
                 break
             bar.advance()
-        if hasattr(weighter, "end_epoch"):
-            weighter.end_epoch()
+        strategy.after_epoch(plain)  # e.g. a loss weighter's per-epoch statistics
         return {f"train/{k}": float(torch.stack(v).mean()) for k, v in sums.items()}  # each term over the steps it was logged
 
-    @staticmethod
-    def _multitask_step(model, weighter, batch: Batch, out, strategy: Strategy, step: int) -> tuple[dict, torch.Tensor]:
-        """Per-task losses over each task's labelled rows -> the weighter -> backward; gradient-based
-        weighters set the shared gradient themselves. Every ``model.similarity_every`` steps the
-        pairwise cosines of the task gradients are logged as ``gradcos/<a>|<b>``."""
-        from transferkit.multitask.data import task_losses
-        from transferkit.multitask.gradients import aggregated_backward, shared_gram
-        from transferkit.metrics.multitask import gram_cosines
-
-        losses = task_losses(out.logits, batch.targets)
-        extra = strategy.named_loss_terms(batch, out, model)
-        shared = [p for p in model.shared_parameters() if p.requires_grad]
-        total, weights = weighter(losses, features=out.features, last_shared=model.last_shared_parameters())
-        every = getattr(model, "similarity_every", 0)
-        K = None
-        if getattr(weighter, "gradient_based", False):
-            shared_ids = {id(p) for p in shared}
-            specific = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
-            w, K = aggregated_backward(list(losses.values()), shared, specific, weighter.weights,
-                                       retain_graph=bool(extra))
-            weights = dict(zip(losses, w.tolist()))
-            if extra:
-                sum(extra.values()).backward()
-        else:
-            if every and step % every == 0 and len(losses) > 1:
-                K = shared_gram(list(losses.values()), shared)
-            (total + sum(extra.values())).backward()
-        terms = {f"task/{t}": v for t, v in losses.items()} | {f"weight/{t}": torch.tensor(w) for t, w in weights.items()}
-        if every and step % every == 0 and K is not None:
-            cos, names = gram_cosines(K), list(losses)
-            terms |= {f"gradcos/{a}|{b}": cos[i, j].float() for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
-        return terms | extra, total.detach()
-
-    @staticmethod
-    def _total(terms: dict[str, torch.Tensor], task_weight: float) -> torch.Tensor:
-        """The task loss weighted by the strategy (joint training) plus the strategy's own terms,
-        which carry their own weights."""
-        loss = terms["task"] if task_weight == 1.0 else task_weight * terms["task"]
-        for k, v in terms.items():
-            if k != "task":
-                loss = loss + v
-        return loss
+    def _backward(self, plain_step: bool, window: int) -> Callable[[torch.Tensor], None]:
+        """The backward a strategy calls: the loss divided by the batches in this accumulation
+        window, then plain or through Accelerate (fp16 loss scaling)."""
+        if plain_step and window == 1:
+            return torch.Tensor.backward
+        backward = torch.Tensor.backward if plain_step else self.accelerator.backward
+        return lambda loss: backward(loss / window if window > 1 else loss)
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, model: TransferModel, strategy: Strategy, train: Dataset, val: Dataset | None = None,
@@ -260,6 +224,10 @@ class Trainer:
         ``strategy.after_task``, ``head`` names the head the batches train (None: the default)."""
         s, acc = self.s, self.accelerator
         set_seed(s.seed)
+        if strategy.sets_gradients and (acc.scaler is not None or s.grad_accum > 1):
+            raise TransferkitError(f"Strategy '{getattr(strategy, 'label', strategy.name)}' sets the gradients itself, so it "
+                                   "runs without fp16 loss scaling or gradient accumulation; set train.mixed_precision "
+                                   "to 'no' or 'bf16' and train.grad_accum to 1.")
         model = strategy.prepare_model(model)
         phases = strategy.phases(model, s.epochs, s.lr) or [all_parameters_phase(model, s.epochs, s.lr)]
         state, optim_state, ckpt_root = TrainState(), None, self.run_dir / "checkpoints" if self.run_dir else None
@@ -272,15 +240,19 @@ class Trainer:
         strategy.to(acc.device)  # its own state (anchors, buffers) lives beside the model
         model = acc.prepare(model)
         plain = acc.unwrap_model(model)
-        stop, start = False, 0
+        start = 0
         for phase in phases:
             end = start + phase.epochs
-            if end <= state.epoch + 1 or stop:
+            # Early stopping ends a phase, not the run: patience counts within each phase (the
+            # count is part of the checkpoint, so a resumed phase goes on with it).
+            resumed = start <= state.epoch < end - 1  # interrupted inside this phase
+            if end <= state.epoch + 1 or (resumed and self._out_of_patience(state)):
                 start = end
                 continue
+            if not resumed:
+                state.bad_epochs = 0
             optimizer, loader, sampler, val_data = self._start_phase(plain, strategy, phase, train, val,
-                                                                      optim_state, state)
-            state.bad_epochs = 0
+                                                                      optim_state if resumed else None)
             for epoch in range(max(start, state.epoch + 1), end):
                 t0 = time.perf_counter()
                 sampler.use_epoch(epoch)
@@ -293,24 +265,23 @@ class Trainer:
                 if val_data is not None:
                     record |= evaluate(plain, val_data, s.eval_batch_size, phase.precomputed, prefix="val/")
                 record["seconds"] = round(time.perf_counter() - t0, 4)
-                stop = self._end_epoch(plain, optimizer, state, record, epoch)
-                if stop:
-                    break
+                if self._end_epoch(plain, optimizer, state, record, epoch):
+                    break  # on to the next phase
             start = end
         if self.run_dir and state.best_epoch is not None and s.restore_best and val is not None and len(val):
             ckpt.load_weights(plain, ckpt_root / f"epoch-{state.best_epoch - 1:04d}" / ckpt.MODEL_FILE, partial=True)
         strategy.after_task(plain, task if task is not None else getattr(plain, "default_task", None))
         return state.history
 
-    def _start_phase(self, plain, strategy, phase: Phase, train, val, optim_state, state: TrainState):
-        """Freeze what the phase does not train; build its optimizer (resumed state if it is the
-        phase that was interrupted), its data (e.g. cached features) and its loader."""
+    def _start_phase(self, plain, strategy, phase: Phase, train, val, optim_state: dict | None):
+        """Freeze what the phase does not train; build its optimizer (with ``optim_state`` when
+        the phase was interrupted), its data (e.g. cached features) and its loader."""
         s, acc = self.s, self.accelerator
         trainable = {id(p) for g in phase.groups for p in g["params"]}
         for p in plain.parameters():
             p.requires_grad_(id(p) in trainable)
         optimizer = make_optimizer(s, phase.groups)
-        if optim_state is not None and state.history and state.history[-1]["phase"] == phase.name:
+        if optim_state is not None:
             optimizer.load_state_dict(optim_state)
         train_data = strategy.prepare_data(plain, train, phase)
         val_data = strategy.prepare_data(plain, val, phase) if val is not None and len(val) else None
@@ -344,7 +315,10 @@ class Trainer:
                                  self._ckpt_keys, self._strategy)
         for cb in self.callbacks:
             cb(record)
-        return s.patience is not None and state.bad_epochs >= s.patience
+        return self._out_of_patience(state)
+
+    def _out_of_patience(self, state: TrainState) -> bool:
+        return self.s.patience is not None and state.bad_epochs >= self.s.patience
 
     def _diverged(self, epoch: int, state: TrainState) -> None:
         where = f" in '{self.run_dir / 'checkpoints'}'" if self.run_dir else ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from transferkit.finetune.adapters import Adapters
-from transferkit.finetune.base import Batch, Compose, Phase, Strategy
+from transferkit.strategy import Batch, Compose, Phase, Strategy
 from transferkit.finetune.bss import BSS
 from transferkit.finetune.delta import DELTA
 from transferkit.finetune.discriminative import Discriminative

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Phase, Strategy, check_number
+from transferkit.strategy import Phase, Strategy, check_number
 
 
 class Bottleneck(nn.Module):

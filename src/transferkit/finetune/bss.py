@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transferkit.finetune.base import Strategy, check_number
+from transferkit.strategy import Strategy, check_number
 from transferkit.finetune.functional import bss_penalty
 
 

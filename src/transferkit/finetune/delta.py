@@ -7,7 +7,7 @@ import copy
 import torch
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Strategy, check_number
+from transferkit.strategy import Strategy, check_number
 from transferkit.finetune.functional import feature_map_distance
 
 

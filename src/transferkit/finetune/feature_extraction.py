@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from transferkit.data.datasets import ArrayDataset, length_order
-from transferkit.finetune.base import Phase, Strategy, head_only_phase
+from transferkit.strategy import Phase, Strategy, head_only_phase
 from transferkit.model import TransferModel
 
 

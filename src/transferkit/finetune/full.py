@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transferkit.finetune.base import Phase, Strategy, check_number
+from transferkit.strategy import Phase, Strategy, check_number
 
 
 class FullFineTune(Strategy):

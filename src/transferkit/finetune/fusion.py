@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Phase, Strategy
+from transferkit.strategy import Phase, Strategy
 
 
 class Fusion(Strategy):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Strategy, check_number
+from transferkit.strategy import Strategy, check_number
 from transferkit.heads import create_head
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import torch
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Strategy, check_number
 from transferkit.finetune.functional import kd_loss, similarity_preserving_loss
 from transferkit.finetune.joint import draw_batch
+from transferkit.finetune.saved import load_model
 from transferkit.model import TransferModel
+from transferkit.strategy import Strategy, check_number
 
 
 class KD(Strategy):
@@ -46,9 +47,7 @@ class KD(Strategy):
         if teacher is None:
             raise TransferkitError("kd: 'teacher' is required; give a trained run directory (args: {teacher: runs/big}).")
         if not isinstance(teacher, TransferModel):
-            from transferkit.api import load_run
-
-            teacher = load_run(teacher).model
+            teacher = load_model(teacher)[1]
         teacher.eval().requires_grad_(False)
         object.__setattr__(self, "teacher", teacher)  # not a submodule: never trained nor checkpointed here
         self.temperature, self.weight, self.feature_weight = float(temperature), float(weight), float(feature_weight)

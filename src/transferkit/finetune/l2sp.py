@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from transferkit.finetune.base import Strategy, check_number
+from transferkit.strategy import Strategy, check_number
 from transferkit.finetune.functional import l2sp_penalty
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Phase, Strategy, check_number
+from transferkit.strategy import Phase, Strategy, check_number
 
 LORA_KEY = "lora_"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from transferkit.finetune.base import Phase, Strategy, check_number
+from transferkit.strategy import Phase, Strategy, check_number
 
 
 class PartialFineTune(Strategy):

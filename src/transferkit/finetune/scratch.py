@@ -6,7 +6,7 @@ from contextlib import nullcontext
 
 import torch
 
-from transferkit.finetune.base import Strategy
+from transferkit.strategy import Strategy
 
 
 class FromScratch(Strategy):

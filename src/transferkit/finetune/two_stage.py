@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Phase, Strategy, check_number, head_only_phase
+from transferkit.strategy import Phase, Strategy, check_number, head_only_phase
 
 
 class TwoStage(Strategy):

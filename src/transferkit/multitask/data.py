@@ -14,30 +14,13 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from transferkit.errors import TransferkitError
+# the per-task losses live below the engine, which computes them; re-exported here
+from transferkit.losses import labelled, losses_per_task as task_losses  # noqa: F401
 
 MISSING = -1  # the class label of a row that belongs to another task
-
-
-def labelled(y: torch.Tensor) -> torch.Tensor:
-    """The rows that carry a label for this task. Shape: ``[N]`` bool."""
-    return ~torch.isnan(y) if y.is_floating_point() else y >= 0
-
-
-def task_losses(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per task, the mean loss over its labelled rows: cross-entropy for class targets, mean
-    squared error for float targets. Tasks without a labelled row in the batch are left out."""
-    out = {}
-    for t, y in targets.items():
-        keep = labelled(y)
-        if not bool(keep.any()):
-            continue
-        z, y = logits[t][keep], y[keep]
-        out[t] = F.mse_loss(z.squeeze(-1), y) if y.is_floating_point() else F.cross_entropy(z, y)
-    return out
 
 
 class MixedBatches:

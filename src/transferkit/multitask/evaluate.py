@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from transferkit.engine.evaluate import batches, move
+from transferkit.data.batches import batches, move
 from transferkit.multitask.data import labelled
 
 

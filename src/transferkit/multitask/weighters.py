@@ -19,7 +19,7 @@ from torch import nn
 
 from transferkit.errors import TransferkitError
 from transferkit.multitask import functional as F
-from transferkit.finetune.base import check_number
+from transferkit.strategy import check_number
 from transferkit.registry import Registry
 
 

@@ -1,9 +1,10 @@
 """The continual-learning report: accuracy-matrix heat-maps, each task's accuracy over time, and
-the strategy comparison table, in one self-contained HTML file."""
+the strategy comparison table, in one self-contained HTML file; read from the run's files."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import matplotlib
@@ -49,10 +50,37 @@ def plot_task_curves(R, tasks: list[str], path: Path, title: str) -> Path:
     return save_figure(fig, path)
 
 
-def continual_report(out: Path, results: dict, title: str) -> Path:
-    from transferkit.continual.run import comparison_rows
-
+def read_results(out: Path, labels: list[str] | None = None) -> dict[str, dict]:
+    """The results of a continual run directory by strategy label: ``results.json`` of the main
+    strategy, then ``compare/<label>/results.json`` of each compared one (``labels`` in order;
+    default: every folder under ``compare/``, sorted)."""
     out = Path(out)
+    main = json.loads((out / "results.json").read_text())
+    if labels is None:
+        labels = [main["strategy"], *sorted(p.parent.name for p in (out / "compare").glob("*/results.json"))]
+    return {label: main if i == 0 else json.loads((out / "compare" / label / "results.json").read_text())
+            for i, label in enumerate(labels)}
+
+
+def comparison_rows(results: dict[str, dict]) -> list[dict]:
+    """One row per strategy and setting: accuracy, forgetting, BWT, FWT (%), time, peak memory,
+    from each strategy's results (``results.json``: its summary and per-task records)."""
+    rows = []
+    for label, res in results.items():
+        per_task = res["per_task"]
+        for setting, m in res["summary"].items():
+            rows.append({"strategy": label, "setting": setting} | {k: round(100 * v, 2) for k, v in m.items()} | {
+                "seconds": round(float(np.sum([t["seconds"] for t in per_task])), 1),
+                "peak_memory_mb": max(t["peak_memory_mb"] for t in per_task),
+                "buffer_kib": round(max(t["buffer_bytes"] for t in per_task) / 1024, 1),
+                "params_added": int(np.sum([t["new_params"] for t in per_task]))})
+    return rows
+
+
+def continual_report(out: Path, title: str, labels: list[str] | None = None) -> Path:
+    """``comparison.csv`` and ``report.html`` (+ PNGs) from the results files of the run in ``out``."""
+    out = Path(out)
+    results = read_results(out, labels)
     rows = comparison_rows(results)
     if rows:
         with open(out / "comparison.csv", "w", newline="", encoding="utf-8") as f:
@@ -61,13 +89,13 @@ def continual_report(out: Path, results: dict, title: str) -> Path:
             w.writerows(rows)
     images = []
     for label, res in results.items():
-        for setting, R in res.matrices.items():
-            if len(R) == len(res.tasks):
+        for setting, R in res["matrices"].items():
+            if len(R) == len(res["tasks"]):
                 tag = f"{label}_{setting}".replace("+", "_")
                 images.append((f"{label}, {setting}: accuracy matrix",
-                               plot_accuracy_matrix(R, res.tasks, out / f"matrix_{tag}.png", f"{label} ({setting})")))
+                               plot_accuracy_matrix(R, res["tasks"], out / f"matrix_{tag}.png", f"{label} ({setting})")))
                 images.append((f"{label}, {setting}: accuracy of each task over time",
-                               plot_task_curves(R, res.tasks, out / f"curves_{tag}.png", f"{label} ({setting})")))
+                               plot_task_curves(R, res["tasks"], out / f"curves_{tag}.png", f"{label} ({setting})")))
     headers = ["strategy", "setting", "avg accuracy %", "forgetting %", "BWT %", "FWT %", "seconds",
                "peak memory MB", "buffer KiB", "params added"]
     table = [[r["strategy"], r["setting"], r["average_accuracy"], r["forgetting"], r["bwt"], r.get("fwt", ""),
@@ -75,14 +103,14 @@ def continual_report(out: Path, results: dict, title: str) -> Path:
     first = next(iter(results.values()))
     per_task = [[t["task"], t["name"], t["seconds"], t["peak_memory_mb"], round(t["buffer_bytes"] / 1024, 1),
                  t["new_params"], *[f"{100 * v:.1f}" for k, v in t.items() if k.startswith("seen_accuracy/")]]
-                for t in first.per_task]
-    settings = [k.split("/")[1] for k in first.per_task[0] if k.startswith("seen_accuracy/")] if first.per_task else []
+                for t in first["per_task"]]
+    settings = [k.split("/")[1] for k in first["per_task"][0] if k.startswith("seen_accuracy/")] if first["per_task"] else []
     return write_html(out / "report.html", f"transferkit continual: {title}",
-                      f"Stream {first.stream} ({first.scenario}-incremental, {len(first.tasks)} tasks). "
+                      f"Stream {first['stream']} ({first['scenario']}-incremental, {len(first['tasks'])} tasks). "
                       "Average accuracy over all tasks after the last; forgetting = best earlier accuracy minus final; "
                       "BWT/FWT as in Lopez-Paz & Ranzato (2017), FWT against the randomly initialised model.",
                       [("Strategy comparison", headers, table),
-                       (f"Per task ({first.strategy})", ["task", "name", "seconds", "peak memory MB", "buffer KiB",
-                                                         "params added"] + [f"mean acc. seen ({s}) %" for s in settings],
+                       (f"Per task ({first['strategy']})", ["task", "name", "seconds", "peak memory MB", "buffer KiB",
+                                                            "params added"] + [f"mean acc. seen ({s}) %" for s in settings],
                         per_task)],
                       images)

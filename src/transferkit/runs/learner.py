@@ -23,10 +23,10 @@ from transferkit.config import TrainSettings
 from transferkit.continual.buffers import ReservoirBuffer
 from transferkit.data.streams import Experience, Stream
 from transferkit.engine import checkpoint as ckpt
-from transferkit.engine.evaluate import batches
+from transferkit.data.batches import batches
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Strategy
+from transferkit.strategy import Strategy
 from transferkit.metrics.continual import summary
 from transferkit.model import TransferModel
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate.utils import set_seed
 
 from transferkit.backbones import create_backbone
 from transferkit.config import ContinualConfig, dump_config, load_config, parse_config
 from transferkit.continual import create_continual_strategy
-from transferkit.continual.learner import ContinualResult, train_stream
 from transferkit.data.datasets import ArrayDataset
 from transferkit.data.registry import DATASETS, load_dataset
 from transferkit.data.splits import stratified_split
@@ -26,6 +24,8 @@ from transferkit.data.streams import Stream, permuted, rotated, sequence, split_
 from transferkit.errors import TransferkitError
 from transferkit.heads import create_head
 from transferkit.model import TransferModel, check_accepts
+from transferkit.report.continual import continual_report
+from transferkit.runs.learner import ContinualResult, train_stream
 
 
 def _pair(spec: str, cfg) -> tuple[ArrayDataset, ArrayDataset]:
@@ -96,7 +96,6 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
         >>> results["er"].summary()["class_il"]["average_accuracy"]
     """
     from transferkit.api import prepare_run_dir
-    from transferkit.report.continual import continual_report
 
     cfg = config if isinstance(config, ContinualConfig) else (
         parse_config(dict(config), "config", overrides, schema=ContinualConfig) if isinstance(config, dict)
@@ -123,18 +122,6 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
         res.strategy = label
         done.write_text(json.dumps(res.to_dict(), indent=1))
         results[label] = res
-    continual_report(out, results, cfg.name or out.name)
+    continual_report(out, cfg.name or out.name, list(results))
     return results
 
-
-def comparison_rows(results: dict[str, ContinualResult]) -> list[dict]:
-    """One row per strategy and setting: accuracy, forgetting, BWT, FWT (%), time, peak memory."""
-    rows = []
-    for label, res in results.items():
-        for setting, m in res.summary().items():
-            rows.append({"strategy": label, "setting": setting} | {k: round(100 * v, 2) for k, v in m.items()} | {
-                "seconds": round(float(np.sum([t["seconds"] for t in res.per_task])), 1),
-                "peak_memory_mb": max(t["peak_memory_mb"] for t in res.per_task),
-                "buffer_kib": round(max(t["buffer_bytes"] for t in res.per_task) / 1024, 1),
-                "params_added": int(np.sum([t["new_params"] for t in res.per_task]))})
-    return rows

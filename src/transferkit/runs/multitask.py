@@ -22,12 +22,12 @@ from transferkit.backbones import MLP, create_backbone
 from transferkit.config import MultitaskConfig, dump_config, load_config, parse_config
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
-from transferkit.finetune.base import Strategy
 from transferkit.metrics.multitask import delta_m
 from transferkit.model import check_accepts
 from transferkit.multitask.data import MultiTaskArrays
 from transferkit.multitask.evaluate import evaluate_multitask
 from transferkit.multitask.models import CrossStitch, HardSharing, MMoE
+from transferkit.multitask.step import MultiTaskStep
 from transferkit.multitask.weighters import create_weighter
 
 CROSS_STITCH_NEEDS_MLP = ("model.arch 'cross_stitch' copies the network per task and mixes the copies after each "
@@ -83,12 +83,11 @@ def train_one(cfg: MultitaskConfig, data: tuple, weighter: str, args: dict, seed
     train, val, test = data
     set_seed(seed)
     model = build_model(cfg, outputs(train), train.x[:2], arch)
-    model.weighter = create_weighter(weighter, list(train.targets), **args)
-    model.similarity_every = cfg.similarity_every
+    model.weighter = create_weighter(weighter, list(train.targets), **args)  # trains and is checkpointed with the model
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     history = Trainer(cfg.train.model_copy(update={"seed": seed}), run_dir, progress).fit(
-        model, Strategy(), train, val if len(val) else None)
+        model, MultiTaskStep(cfg.similarity_every), train, val if len(val) else None)
     return {"history": history, "test": evaluate_multitask(model, test, cfg.train.eval_batch_size),
             "seconds": round(time.perf_counter() - t0, 2)}
 
@@ -101,6 +100,9 @@ def _check(cfg: MultitaskConfig, weighters: list[str]) -> None:
                                    "'alternating' (one task per batch); set data.batches to 'mixed'.")
     if cfg.model.arch == "cross_stitch" and cfg.model.backbone != "mlp":
         raise TransferkitError(CROSS_STITCH_NEEDS_MLP)
+    if cfg.train.mixed_precision == "fp16" or cfg.train.grad_accum > 1:
+        raise TransferkitError("Multi-task training runs without fp16 loss scaling or gradient accumulation; "
+                               "set train.mixed_precision to 'no' or 'bf16' and train.grad_accum to 1.")
 
 
 def _args(cfg: MultitaskConfig, name: str) -> dict:

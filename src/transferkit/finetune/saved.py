@@ -1,0 +1,44 @@
+"""A run's model from its config, and a trained run's model from its directory (``config.yaml`` +
+``model.safetensors``): what ``api.load_run`` returns and what KD distils from. It sits beside the
+strategies (a LoRA or adapter run is rebuilt with its strategy's layers) and below the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accelerate.utils import set_seed
+
+from transferkit.backbones import create_backbone
+from transferkit.backbones.weights import load_weights
+from transferkit.config import RunConfig, load_config
+from transferkit.errors import TransferkitError
+from transferkit.heads import create_head
+from transferkit.model import TransferModel
+
+MODEL_FILE = "model.safetensors"
+
+
+def build_model(cfg: RunConfig, num_classes: int) -> TransferModel:
+    """The untrained model a config describes (seeded with ``train.seed``)."""
+    m = cfg.model
+    set_seed(cfg.train.seed)
+    backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
+    head = create_head(m.head, backbone.num_features, num_classes, **m.head_args)
+    return TransferModel(backbone, head)
+
+
+def load_model(run_dir: str | Path) -> tuple[RunConfig, TransferModel]:
+    """Rebuild a trained run's model from ``config.yaml`` and load ``model.safetensors`` (eval mode)."""
+    from transferkit.finetune import STRATEGIES, create_strategy  # the registry imports the strategies, KD among them
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise TransferkitError(f"'{run_dir}' is not a run directory (no config.yaml); give the folder `train` wrote.")
+    cfg = load_config(run_dir / "config.yaml")
+    weights = cfg.model.weights if cfg.model.backbone == "hf_text" else None
+    model = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})}),
+                        cfg.model.num_classes)
+    if any(STRATEGIES.get(n.strip()).changes_structure for n in cfg.strategy.name.split("+")):
+        model = create_strategy(cfg.strategy.name, **cfg.strategy.args).prepare_model(model)  # e.g. LoRA layers
+    load_weights(model, run_dir / MODEL_FILE)
+    return cfg, model.eval()
