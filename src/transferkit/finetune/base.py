@@ -9,7 +9,8 @@ The trainer asks a strategy, never the other way round:
 - ``after_backward(model, batch) -> None``  e.g. project the gradient (A-GEM);
 - ``after_step(model, batch, out) -> None``  e.g. store the stream batch in a replay buffer;
 - ``before_task(model, task) -> None`` / ``after_task(model, task) -> None``  around each task of a
-  stream (e.g. estimate a Fisher matrix after it); ``task`` is a name or a continual ``Experience``.
+  stream (e.g. estimate a Fisher matrix after it); ``task`` is a name or a continual ``Experience``;
+- ``fixed_state_keys() -> set[str]``  state that never changes during training (checkpointed once).
 """
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ class Strategy(nn.Module):
         """Scores to classify ``x`` with, if the strategy has its own classifier (iCaRL's nearest mean)."""
         return None
 
+    def fixed_state_keys(self) -> set[str]:
+        """Keys of ``state_dict()`` whose tensors never change once ``prepare_model`` has run (a frozen
+        source copy, L2-SP's anchors): an epoch checkpoint writes them once, not every epoch."""
+        return set()
+
 
 class Compose(Strategy):
     """Several strategies as one: hooks chained in order, loss terms merged, phases from the first that has any."""
@@ -181,3 +187,6 @@ class Compose(Strategy):
 
     def predict(self, model, x, task=None):
         return next((p for s in self.parts if (p := s.predict(model, x, task)) is not None), None)
+
+    def fixed_state_keys(self):
+        return {f"parts.{i}.{k}" for i, s in enumerate(self.parts) for k in s.fixed_state_keys()}
