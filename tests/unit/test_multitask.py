@@ -302,15 +302,18 @@ def test_mgda_ub_on_cross_stitch_takes_the_activations_before_the_last_stitch():
     from transferkit.multitask.models import CrossStitch
 
     torch.manual_seed(0)
-    blocks = [torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU()), torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())]
+    blocks = [torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU()),
+              torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())]
     model = CrossStitch(blocks, 8, {"a": 3, "b": 2, "c": 2}, keep=0.6)
-    x, ys = torch.randn(5, 6), [torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 1, 1, 0, 1]), torch.tensor([1, 1, 0, 0, 1])]
+    x = torch.randn(5, 6)
+    ys = [torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 1, 1, 0, 1]), torch.tensor([1, 1, 0, 0, 1])]
     out = model(x)
     losses = [F.cross_entropy(out.logits[t], y) for t, y in zip("abc", ys)]
     w = _mgda_ub_weights(losses, out.features)
     h = out.features.detach().requires_grad_()  # [B, T, W]: by hand, x_t = sum_s a[t, s] h_s, then head t
     a = model.stitches[-1].detach()
-    by_hand = [F.cross_entropy(model.heads[t]((a[i][None, :, None] * h).sum(1)), y) for i, (t, y) in enumerate(zip("abc", ys))]
+    by_hand = [F.cross_entropy(model.heads[t]((a[i][None, :, None] * h).sum(1)), y)
+               for i, (t, y) in enumerate(zip("abc", ys))]
     D = torch.stack([torch.autograd.grad(L, h, retain_graph=True)[0].flatten() for L in by_hand]).double()
     K = D @ D.t()
     assert float((K - torch.diag(K.diagonal())).abs().max()) > 1e-3 * float(K.diagonal().max())

@@ -141,7 +141,7 @@ class DWA(nn.Module):
         check_number("dwa", "temperature", temperature, low=1e-6)
         self.tasks, self.temperature = list(tasks), float(temperature)
         # fixed shapes, so the state loads back into a fresh weighter (a resumed run)
-        self.register_buffer("history", torch.zeros(2, len(self.tasks)))  # mean losses of the last two epochs, oldest first
+        self.register_buffer("history", torch.zeros(2, len(self.tasks)))  # mean losses of the last two epochs
         self.register_buffer("epochs", torch.zeros((), dtype=torch.long))  # finished epochs (history rows that are set)
         self.register_buffer("running", torch.zeros(len(self.tasks) + 1))  # sums and step count this epoch
 
