@@ -15,7 +15,8 @@ from importing them. The trainer asks a strategy, never the other way round:
 - ``after_step(model, batch, out) -> None``  e.g. store the stream batch in a replay buffer;
 - ``after_epoch(model) -> None``  e.g. a loss weighter's per-epoch statistics (DWA);
 - ``before_task(model, task) -> None`` / ``after_task(model, task) -> None``  around each task of a
-  stream (e.g. estimate a Fisher matrix after it); ``task`` is a name or a continual ``Experience``.
+  stream (e.g. estimate a Fisher matrix after it); ``task`` is a name or a continual ``Experience``;
+- ``fixed_state_keys() -> set[str]``  state that never changes during training (checkpointed once).
 """
 
 from __future__ import annotations
@@ -176,6 +177,11 @@ class Strategy(nn.Module):
         """Scores to classify ``x`` with, if the strategy has its own classifier (iCaRL's nearest mean)."""
         return None
 
+    def fixed_state_keys(self) -> set[str]:
+        """Keys of ``state_dict()`` whose tensors never change once ``prepare_model`` has run (a frozen
+        source copy, L2-SP's anchors): an epoch checkpoint writes them once, not every epoch."""
+        return set()
+
 
 def _label(s: Strategy) -> str:
     return getattr(s, "label", s.name)
@@ -287,3 +293,6 @@ class Compose(Strategy):
 
     def predict(self, model, x, task=None):
         return next((p for s in self.parts if (p := s.predict(model, x, task)) is not None), None)
+
+    def fixed_state_keys(self):
+        return {f"parts.{i}.{k}" for i, s in enumerate(self.parts) for k in s.fixed_state_keys()}

@@ -120,3 +120,64 @@ def test_hf_text_takes_a_fine_tuned_weights_file(tmp_path):
     save_file(state, tmp_path / "model.safetensors")
     tuned = create_backbone("hf_text", weights=tmp_path / "model.safetensors")
     assert torch.equal(tuned.state_dict()[key[len("backbone."):]], state[key])
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A two-layer BERT (hidden size 8, with a pooler) saved beside the packaged MiniLM's tokenizer."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    from transferkit.backbones.hf import minilm_path
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(minilm_path() / name, path / name)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=64)
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+def test_hf_text_stages_and_lora_targets_leave_out_the_unused_pooler(tiny_bert):
+    from transferkit.finetune.lora import default_targets
+
+    bb = create_backbone("hf_text", weights=tiny_bert)
+    assert bb.encoder.pooler is not None  # the checkpoint has one ...
+    enc = bb.encoder
+    assert bb.stages() == [enc.embeddings, *enc.encoder.layer]  # ... but it is no stage
+    targets = default_targets(bb)
+    assert targets and not any("pooler" in t for t in targets)
+    assert len([t for t in targets if ".layer.1." in t]) == 6  # query, key, value, attention out, intermediate, out
+
+
+@pytest.mark.parametrize("strategy,args,phase", [("partial", {"k": 1}, 0), ("discriminative", {"gradual": True}, 1),
+                                                 ("adapters", {"stages": 2}, 0), ("lora", {"r": 2}, 0)])
+def test_every_parameter_a_strategy_trains_on_hf_text_is_reached_by_the_loss(tiny_bert, strategy, args, phase):
+    """partial k=1 must train the last transformer layer, gradual unfreezing's first unfrozen stage
+    must be one, both adapters must sit where features() runs, LoRA must not adapt the pooler."""
+    from transferkit.finetune import create_strategy
+    from transferkit.heads import create_head
+    from transferkit.model import TransferModel
+
+    model = TransferModel(create_backbone("hf_text", weights=tiny_bert), create_head("linear", 8, 2))
+    s = create_strategy(strategy, **args)
+    model = s.prepare_model(model)
+    groups = s.phases(model, 4, 0.01)[phase].groups
+    trained = [p for g in groups for p in g["params"]]
+    head = {id(p) for p in model.heads.parameters()}
+    assert any(id(p) not in head for p in trained)  # some backbone parameter trains
+    loss = torch.nn.functional.cross_entropy(model(["a great kettle", "it broke"]).logits, torch.tensor([1, 0]))
+    loss.backward()
+    unreached = [n for n, p in model.named_parameters() if any(p is q for q in trained) and p.grad is None]
+    assert unreached == []
+
+
+def test_minilm_stages_end_with_its_last_transformer_layer():
+    from transferkit.finetune.lora import default_targets
+
+    bb = create_backbone("hf_text")
+    assert bb.stages()[-1] is bb.encoder.encoder.layer[-1] and len(bb.stages()) == 7
+    assert len(default_targets(bb)) == 6 * 6

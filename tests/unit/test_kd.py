@@ -20,6 +20,22 @@ def test_kd_loss_is_zero_for_identical_logits_and_matches_hand_computation():
     assert float(kd_loss(s, t, 1.0)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_kd_loss_at_a_temperature_above_one_carries_hintons_t_squared_factor():
+    # T = 2: the teacher's logits (log 9, 0) soften to (log 3, 0) -> probabilities 3/4, 1/4; the student's are 1/2, 1/2
+    s = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    t = torch.tensor([[math.log(9.0), 0.0], [math.log(9.0) + 2.0, 2.0]])  # a shift leaves the softmax unchanged
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert float(kd_loss(s, t, 2.0)) == pytest.approx(4.0 * kl, rel=1e-6)  # T^2 KL, the mean over the batch
+    assert _kl_at(2.0) == pytest.approx(kl)
+    assert float(kd_loss(s, t, 4.0)) == pytest.approx(16.0 * _kl_at(4.0), rel=1e-6)
+
+
+def _kl_at(T):
+    """KL(teacher || student) of the test's first row at temperature T, by hand."""
+    p = 9.0 ** (1.0 / T) / (9.0 ** (1.0 / T) + 1.0)
+    return p * math.log(p / 0.5) + (1 - p) * math.log((1 - p) / 0.5)
+
+
 def test_student_moves_towards_the_teacher():
     teacher = tiny_model(seed=7).eval()
     student = tiny_model(seed=1)

@@ -77,3 +77,80 @@ def test_lora_run_reloads_for_prediction(tiny_npz, tmp_path):
 def test_bad_target_modules_are_named():
     with pytest.raises(TransferkitError, match="'target_modules'"):
         LoRA(target_modules=["nothing_like_this"]).prepare_model(tiny_model())
+
+
+class _Depthwise(torch.nn.Module):
+    """A tiny backbone with a depthwise convolution between two ordinary layers (MobileNet-style)."""
+
+    num_features, input_kind = 6, "image"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.expand = torch.nn.Conv2d(1, 8, 1)
+        self.depthwise = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.proj = torch.nn.Linear(8, 6)
+
+    def stages(self):
+        return [self.expand, self.depthwise, self.proj]
+
+    def features(self, x):
+        return self.proj(self.depthwise(self.expand(x)).mean((2, 3)))
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def test_default_targets_skip_depthwise_convolutions_and_the_model_still_merges():
+    from transferkit.finetune.lora import default_targets
+
+    bb = _Depthwise()
+    assert default_targets(bb) == ["expand", "proj"]
+    model = TransferModel(bb, create_head("linear", 6, 3))
+    LoRA(r=4).prepare_model(model)  # r=4 with 8 groups: PEFT would refuse the depthwise layer
+    with torch.no_grad():
+        for n, p in model.backbone.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    model.eval()
+    x = torch.randn(2, 1, 5, 5)
+    with torch.no_grad():
+        before = model(x).logits
+        merge_lora(model)
+        assert torch.allclose(model(x).logits, before, atol=1e-5)
+
+
+def test_lora_update_is_scaled_by_alpha_over_r():
+    """Hu et al. (2022): h = W x + (alpha / r) B A x; merged, W' = W + (alpha / r) B A."""
+
+    class One(torch.nn.Module):
+        num_features, input_kind = 3, "vector"
+
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def stages(self):
+            return [self.fc]
+
+        def forward(self, x):
+            return self.fc(x)
+
+        features = forward
+
+    torch.manual_seed(0)
+    model = TransferModel(One(), create_head("linear", 3, 2))
+    W, b = model.backbone.fc.weight.detach().clone(), model.backbone.fc.bias.detach().clone()
+    LoRA(r=2, alpha=6.0).prepare_model(model)
+    fc = model.backbone.fc
+    A, B = torch.randn(2, 4), torch.randn(3, 2)
+    with torch.no_grad():
+        fc.lora_A["default"].weight.copy_(A)
+        fc.lora_B["default"].weight.copy_(B)
+    x = torch.randn(5, 4)
+    expected = x @ (W + 3.0 * B @ A).t() + b  # alpha / r = 6 / 2
+    with torch.no_grad():
+        torch.testing.assert_close(model.backbone.features(x), expected)
+        merge_lora(model)
+        torch.testing.assert_close(fc.base_layer.weight, W + 3.0 * B @ A)
+        torch.testing.assert_close(model.backbone.features(x), expected)

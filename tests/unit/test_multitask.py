@@ -1,5 +1,8 @@
 """Multi-task weighting and gradient aggregation: invariants and hand-checked values."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -162,7 +165,7 @@ def test_representation_gradients_are_each_tasks_own():
 
 def test_mmoe_gates_are_distributions_over_the_experts():
     model, out, _ = _mtl_setup("mmoe")
-    for w in model.gate_weights(out.features).values():
+    for w in model.gate_weights(model.backbone.features(torch.randn(5, 6))).values():
         assert w.shape == (5, 3) and torch.allclose(w.sum(1), torch.ones(5)) and bool((w >= 0).all())
 
 
@@ -258,3 +261,242 @@ def test_the_training_step_sets_the_shared_gradient_to_the_aggregated_direction(
     sum(again).backward()
     for a, b in zip(heads, ref.heads.parameters()):
         torch.testing.assert_close(a.grad, b.grad)
+
+
+# -- MGDA-UB's shared representation (Sener & Koltun, 2018: L_t = f_t(Z; theta_t), Z = g(x; theta_sh)) --
+
+def _mgda_ub_weights(losses, features):
+    total, weights = WEIGHTERS.build("mgda")(dict(zip("abc", losses)), features=features)
+    return torch.tensor(list(weights.values()), dtype=torch.float64)
+
+
+def test_mgda_ub_on_mmoe_differentiates_through_the_gates_and_heads_alone():
+    """MMoE's tasks read the experts' outputs and the gates' input; dL_t/dZ must be the partial
+    derivatives through task t's gate and head, not a gradient through the shared experts."""
+    import torch.nn.functional as F
+
+    from transferkit.backbones import create_backbone
+    from transferkit.multitask.models import MMoE
+
+    torch.manual_seed(0)
+    model = MMoE(create_backbone("mlp", in_features=6, hidden=(8,)), {"a": 3, "b": 2, "c": 2}, experts=3, expert_width=4)
+    x = torch.randn(5, 6)
+    ys = [torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 1, 1, 0, 1]), torch.tensor([1, 1, 0, 0, 1])]
+    out = model(x)
+    w = _mgda_ub_weights([F.cross_entropy(out.logits[t], y) for t, y in zip("abc", ys)], out.features)
+    z = model.backbone.features(x).detach().requires_grad_()  # by hand: Z = (e, z) as leaves, each task's part on top
+    e = torch.stack([ex(z) for ex in model.experts], 1).detach().requires_grad_()
+    gates = model.gate_weights(z)
+    by_hand = [F.cross_entropy(model.heads[t]((gates[t].unsqueeze(-1) * e).sum(1)), y) for t, y in zip("abc", ys)]
+    D = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(L, [e, z], retain_graph=True)])
+                     for L in by_hand]).double()
+    torch.testing.assert_close(w, min_norm_weights(D @ D.t()).double(), rtol=1e-5, atol=1e-6)
+
+
+def test_mgda_ub_on_cross_stitch_takes_the_activations_before_the_last_stitch():
+    """Every task reads all columns' last activations through its row of the last stitch unit, so
+    the Gram matrix of dL_t/dZ is not diagonal (the stitched outputs, one slot per task, gave a
+    diagonal one and weights 1/|g_t|^2)."""
+    import torch.nn.functional as F
+
+    from transferkit.multitask.models import CrossStitch
+
+    torch.manual_seed(0)
+    blocks = [torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU()),
+              torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())]
+    model = CrossStitch(blocks, 8, {"a": 3, "b": 2, "c": 2}, keep=0.6)
+    x = torch.randn(5, 6)
+    ys = [torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 1, 1, 0, 1]), torch.tensor([1, 1, 0, 0, 1])]
+    out = model(x)
+    losses = [F.cross_entropy(out.logits[t], y) for t, y in zip("abc", ys)]
+    w = _mgda_ub_weights(losses, out.features)
+    h = out.features.detach().requires_grad_()  # [B, T, W]: by hand, x_t = sum_s a[t, s] h_s, then head t
+    a = model.stitches[-1].detach()
+    by_hand = [F.cross_entropy(model.heads[t]((a[i][None, :, None] * h).sum(1)), y)
+               for i, (t, y) in enumerate(zip("abc", ys))]
+    D = torch.stack([torch.autograd.grad(L, h, retain_graph=True)[0].flatten() for L in by_hand]).double()
+    K = D @ D.t()
+    assert float((K - torch.diag(K.diagonal())).abs().max()) > 1e-3 * float(K.diagonal().max())
+    torch.testing.assert_close(w, min_norm_weights(K).double(), rtol=1e-5, atol=1e-6)
+
+
+# -- uncertainty weighting: Kendall et al. (2018), eq. 7 (regression) and eq. 10 (classification) --
+
+def test_uncertainty_uses_the_classification_and_regression_forms_by_task_type():
+    from transferkit.multitask.weighters import create_weighter
+
+    w = create_weighter("uncertainty", ["cls", "reg"], {"cls": "classification", "reg": "regression"})
+    with torch.no_grad():
+        w.log_vars.copy_(torch.tensor([0.3, -0.2]))
+    total, weights = w({"cls": torch.tensor(1.5), "reg": torch.tensor(0.7)})
+    # exp(-s) L + s/2 (1/sigma^2 L + log sigma) and exp(-s) L / 2 + s/2 (L / (2 sigma^2) + log sigma)
+    expected = math.exp(-0.3) * 1.5 + 0.15 + 0.5 * math.exp(0.2) * 0.7 - 0.1
+    assert float(total.detach()) == pytest.approx(expected, rel=1e-6)
+    assert weights == pytest.approx({"cls": math.exp(-0.3), "reg": 0.5 * math.exp(0.2)}, rel=1e-6)
+
+
+def test_uncertainty_log_variances_settle_where_each_likelihood_peaks():
+    """With the losses held fixed, s minimises c exp(-s) L + s/2: s* = log(2 c L), i.e. sigma^2 = 2L for
+    classification and sigma^2 = L (the Gaussian's variance = the mean squared error) for regression."""
+    from transferkit.multitask.weighters import create_weighter
+
+    w = create_weighter("uncertainty", ["cls", "reg"], {"cls": "classification", "reg": "regression"})
+    opt = torch.optim.SGD(w.parameters(), lr=0.5)
+    for _ in range(400):
+        total, _ = w({"cls": torch.tensor(0.8), "reg": torch.tensor(3.0)})
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    torch.testing.assert_close(w.log_vars.detach(), torch.tensor([math.log(1.6), math.log(3.0)]), atol=1e-4, rtol=0)
+
+
+def test_multitask_runs_give_the_weighter_each_tasks_type():
+    from transferkit.multitask.run import task_types
+    from transferkit.multitask.weighters import create_weighter
+
+    data = _two_task_data(8)
+    assert task_types(data) == {"sign": "classification", "value": "regression"}
+    w = create_weighter("uncertainty", list(data.targets), task_types(data))
+    _, weights = w({"sign": torch.tensor(1.0), "value": torch.tensor(1.0)})
+    assert weights == {"sign": 1.0, "value": 0.5}
+    with pytest.raises(TransferkitError, match="'task_types' names the unknown task 'other'"):
+        create_weighter("uncertainty", ["sign"], {"other": "regression"})
+
+
+# -- weighter state survives save/load --
+
+def test_dwa_and_gradnorm_state_round_trips_through_a_state_dict():
+    dwa = WEIGHTERS.build("dwa", tasks=["a", "b"], temperature=1.0)
+    for la, lb in ([1.0, 1.0], [0.5, 1.0], [0.2, 0.9]):
+        dwa({"a": torch.tensor(la), "b": torch.tensor(lb)})
+        dwa.end_epoch()
+    fresh = WEIGHTERS.build("dwa", tasks=["a", "b"], temperature=1.0)
+    fresh.load_state_dict(dwa.state_dict())
+    r = torch.tensor([0.2 / 0.5, 0.9 / 1.0])  # the last two epochs' loss ratios
+    torch.testing.assert_close(fresh.current(), 2 * torch.softmax(r, 0))
+    torch.testing.assert_close(fresh.current(), dwa.current())
+
+    layer = torch.nn.Linear(3, 2)
+    gn = WEIGHTERS.build("gradnorm", tasks=["a", "b"])
+    x = torch.randn(4, 3)
+    L = lambda: {"a": layer(x)[:, 0].pow(2).mean(), "b": layer(x)[:, 1].abs().mean()}  # noqa: E731
+    initial = {k: float(v) for k, v in L().items()}
+    gn(L(), last_shared=list(layer.parameters()))
+    fresh = WEIGHTERS.build("gradnorm", tasks=["a", "b"])
+    fresh.load_state_dict(gn.state_dict())
+    torch.testing.assert_close(fresh.initial, torch.tensor([initial["a"], initial["b"]]))
+    assert bool(fresh.started)
+
+
+# -- delta-m and the single-task baselines --
+
+def test_delta_m_refuses_a_zero_baseline_and_the_summary_says_why():
+    from transferkit.metrics.multitask import ZeroBaselineError, delta_m
+    from transferkit.multitask.run import summarise
+
+    with pytest.raises(ZeroBaselineError, match="baseline of task 'err' is 0"):
+        delta_m({"acc": 0.9, "err": 0.1}, {"acc": 0.8, "err": 0.0}, {"acc": True, "err": False})
+    results = [{"kind": "multi", "name": "equal", "seed": 0, "test": {"a/accuracy": 0.5, "b/accuracy": 0.4}, "seconds": 1},
+               {"kind": "single", "name": "a", "seed": 0, "test": {"a/accuracy": 0.0}, "seconds": 1},
+               {"kind": "single", "name": "b", "seed": 0, "test": {"b/accuracy": 0.5}, "seconds": 1}]
+    summary = summarise(results, ["a", "b"])
+    assert "delta_m" not in summary["equal"] and "task 'a' is 0" in summary["equal"]["delta_m_undefined"]
+
+
+@pytest.mark.parametrize("arch,single", [("mmoe", "mmoe"), ("hard", "hard"), ("cross_stitch", "hard")])
+def test_single_task_baselines_use_the_multitask_models_architecture(monkeypatch, tmp_path, arch, single):
+    from transferkit.multitask import run
+
+    data = _two_task_data(40)
+    cls = {"sign": torch.tensor([0, 1]).repeat(20)}
+    data = type(data)(data.x, cls | {"other": 1 - cls["sign"]})
+    calls = []
+
+    def fake_train(cfg, d, weighter, args, seed, run_dir, arch=None, progress=None):
+        calls.append((sorted(d[0].targets), arch))
+        return {"test": {f"{t}/accuracy": 0.5 for t in d[0].targets}, "history": [], "seconds": 0.0}
+
+    monkeypatch.setattr(run, "load_tasks", lambda cfg, progress=None: (data, data, data))
+    monkeypatch.setattr(run, "train_one", fake_train)
+    monkeypatch.setattr("transferkit.report.multitask.multitask_report", lambda *a, **k: None)
+    cfg = {"data": {"kind": "domains"}, "model": {"arch": arch, "backbone": "mlp",
+                                                  "backbone_args": {"in_features": 6, "hidden": [8]}},
+           "weighter": {"name": "equal"}, "single_task": True, "seeds": 1}
+    run.run_multitask(cfg, tmp_path / "run", progress=False)
+    assert calls == [(["other", "sign"], None), (["sign"], single), (["other"], single)]
+
+
+# -- the aggregators against independent computations --
+
+@pytest.mark.parametrize("max_iters,epsilon,tol", [(250, 1e-5, 3e-3), (2000, 1e-12, 5e-4)])
+def test_min_norm_weights_satisfy_the_kkt_conditions_on_random_gram_matrices(max_iters, epsilon, tol):
+    """The min-norm point w of the simplex for K (min w^T K w, w >= 0, sum w = 1) has multipliers
+    mu_i = (K w)_i - w^T K w: dual feasibility mu_i >= 0 for every i, complementary slackness
+    w_i mu_i = 0 (equality where w_i > 0). Frank-Wolfe meets them to a tolerance that shrinks with
+    its iterations (at the defaults, a few 1e-3 of the largest entry of K)."""
+    g = torch.Generator().manual_seed(5)
+    boundary = []
+    for trial in range(20):
+        T = 3 + trial % 4
+        G = torch.randn(T, 10, generator=g, dtype=torch.float64)
+        G[1] = -0.5 * G[0] + 0.3 * G[1]  # a conflict, so that some weights vanish
+        K = (G @ G.t()).numpy()
+        w = min_norm_weights(K, max_iters=max_iters, epsilon=epsilon).numpy()
+        mu, scale = K @ w - w @ K @ w, np.abs(K).max()
+        assert w.min() >= 0 and w.sum() == pytest.approx(1.0)
+        assert mu.min() >= -tol * scale  # (K w)_i >= w^T K w
+        assert np.abs(w * mu).max() <= tol * scale  # = where w_i > 0
+        assert np.abs(mu[w > 0.05]).max() <= 10 * tol * scale
+        boundary.append(bool((w < 0.01).any()))
+    assert any(boundary) and not all(boundary)  # solutions inside the simplex and on its faces were checked
+
+
+def test_pcgrad_for_three_or_more_tasks_equals_sequential_projection_in_a_fixed_order():
+    """Yu et al. (2020), Algorithm 1: g_i is projected, one other task at a time in the given order,
+    onto the normal plane of each original g_j it conflicts with (g_i' . g_j < 0)."""
+    from transferkit.multitask.functional import pcgrad_weights
+
+    g = torch.Generator().manual_seed(7)
+    conflicts = 0
+    for T in (3, 4, 5):
+        G = torch.randn(T, 6, generator=g, dtype=torch.float64)
+        orders = [torch.randperm(T, generator=g).tolist() for _ in range(T)]
+        by_hand = []
+        for i in range(T):
+            gi = G[i].clone()
+            for j in orders[i]:
+                if j != i and float(gi @ G[j]) < 0:
+                    gi = gi - (gi @ G[j]) / (G[j] @ G[j]) * G[j]
+                    conflicts += 1
+            by_hand.append(gi)
+        C = pcgrad_weights((G @ G.t()).numpy(), orders)
+        torch.testing.assert_close(torch.as_tensor(C) @ G, torch.stack(by_hand))
+        d, P = pcgrad(G, generator=torch.Generator().manual_seed(11))  # its random orders, drawn again here
+        gen = torch.Generator().manual_seed(11)
+        orders = [torch.randperm(T, generator=gen).tolist() for _ in range(T)]
+        torch.testing.assert_close(P, torch.as_tensor(pcgrad_weights((G @ G.t()).numpy(), orders)) @ G)
+        torch.testing.assert_close(d, P.sum(0))
+    assert conflicts >= 3  # projections happened
+
+
+def test_cagrad_solves_the_papers_primal_problem():
+    """Liu et al. (2021), eq. 2: d* = argmax_d min_i g_i . d subject to |d - g0| <= c |g0|. Solved here
+    directly over d (SLSQP on the primal, not the dual the implementation uses); the reference code's
+    update is d*, divided by 1 + c^2 when rescaled."""
+    from scipy.optimize import minimize
+
+    G = torch.tensor([[1.0, 0.2, 0.0], [-0.6, 0.8, 0.1], [0.1, -0.4, 0.9]], dtype=torch.float64)
+    c = 0.5
+    g0 = G.mean(0).numpy()
+    Gn = G.numpy()
+    radius = c * np.linalg.norm(g0)
+    res = minimize(lambda v: -v[-1], np.r_[g0, (Gn @ g0).min()], method="SLSQP",
+                   constraints=[{"type": "ineq", "fun": lambda v: Gn @ v[:-1] - v[-1]},
+                                {"type": "ineq", "fun": lambda v: radius**2 - np.sum((v[:-1] - g0) ** 2)}],
+                   options={"ftol": 1e-14, "maxiter": 1000})
+    d_star = torch.as_tensor(res.x[:-1])
+    assert float((G @ d_star).min()) > float((G @ G.mean(0)).min()) + 1e-3  # the worst task gains
+    d, _ = cagrad(G, c=c, rescale=False)
+    torch.testing.assert_close(d, d_star, atol=1e-5, rtol=0)
+    d_rescaled, _ = cagrad(G, c=c, rescale=True)
+    torch.testing.assert_close(d_rescaled, d_star / (1 + c**2), atol=1e-5, rtol=0)

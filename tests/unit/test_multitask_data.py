@@ -124,3 +124,63 @@ def test_cagrad_without_rescaling_is_the_rescaled_update_times_one_plus_c_square
     d, _ = cagrad(G, c=0.4)
     d_raw, _ = cagrad(G, c=0.4, rescale=False)
     torch.testing.assert_close(d_raw, d * 1.16)
+
+
+def _office_dir(root, seed):
+    """A data directory holding a tiny 'office_caltech10_surf' file (8-d features, 20 rows a domain)."""
+    rng = np.random.default_rng(seed)
+    (root / "office_caltech10_surf").mkdir(parents=True)
+    arrays = {f"x_{d}": rng.random((20, 8)).astype(np.float32) for d in ("amazon", "caltech", "dslr", "webcam")}
+    arrays |= {f"y_{d}": np.arange(20) % 2 for d in ("amazon", "caltech", "dslr", "webcam")}
+    np.savez(root / "office_caltech10_surf" / "office_caltech10_surf.npz", class_names=np.array(["a", "b"]), **arrays)
+    return root
+
+
+def _encoder_file(path, seed):
+    from safetensors.torch import save_file
+
+    from transferkit.backbones import create_backbone
+
+    torch.manual_seed(seed)
+    save_file(create_backbone("mlp", in_features=8, hidden=[16]).state_dict(), str(path))
+    return path
+
+
+def test_the_feature_cache_is_keyed_on_the_data_and_weights_contents(tmp_path):
+    """Same spec, same cache folder: another data directory, or a weights file rewritten in place,
+    must be encoded anew (the cache key used to hold only their names)."""
+    from types import SimpleNamespace
+
+    from transferkit.backbones import create_backbone
+    from transferkit.multitask.datasets import load_domain_tasks
+
+    weights = _encoder_file(tmp_path / "enc.safetensors", 0)
+
+    def features(data_root):
+        """The encoded training rows of the 'amazon' task."""
+        cfg = SimpleNamespace(tasks=["office_caltech10_surf:amazon", "office_caltech10_surf:dslr"], per_task=None, seed=0,
+                              test_fraction=0.25, batches="mixed", data_dir=str(data_root), cache_dir=str(tmp_path / "cache"),
+                              encoder="mlp", encoder_weights=str(weights), encoder_args={"in_features": 8, "hidden": [16]})
+        train, _ = load_domain_tasks(cfg)
+        return train.x[train.targets["amazon"] >= 0]
+
+    def encoded(data_root):
+        """The same rows' features as the encoder gives them now, as a set of rounded rows."""
+        from transferkit.data import load_dataset
+
+        enc = create_backbone("mlp", weights=weights, in_features=8, hidden=[16]).eval()
+        with torch.no_grad():
+            return {tuple(r) for r in enc(load_dataset("office_caltech10_surf:amazon", data_root).x).numpy().round(4)}
+
+    def rows(x):
+        return {tuple(r) for r in x.numpy().round(4)}
+
+    first, second = _office_dir(tmp_path / "d1", 1), _office_dir(tmp_path / "d2", 2)
+    assert rows(features(first)) <= encoded(first)
+    b = features(second)  # another folder, same spec
+    assert len(b) == 16 and rows(b) <= encoded(second)
+    _encoder_file(weights, 1)  # the same file name, other weights
+    c = features(second)
+    assert rows(c) <= encoded(second) and not torch.allclose(b, c)
+    assert torch.equal(features(second), c)  # an unchanged input reads the cache
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 6  # 2 tasks x 3 different inputs

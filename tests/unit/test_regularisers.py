@@ -95,12 +95,14 @@ def test_delta_is_zero_at_the_source_and_grows_after_a_nudge():
     s.prepare_model(model)
     x = tiny_data().x[:4]
     model.eval()
-    batch = Batch(x, torch.zeros(4, dtype=torch.long))
+    batch = s.prepare_batch(Batch(x, torch.zeros(4, dtype=torch.long)))
     assert float(s.loss_terms(batch, model(x), model)["penalty"].detach()) == 0.0
     with torch.no_grad():
         model.backbone.blocks[0][0].weight.add_(0.1)
+    batch = s.prepare_batch(batch)
     assert float(s.loss_terms(batch, model(x), model)["penalty"].detach()) > 0.0
     s.after_task(model, "default")
+    s.prepare_batch(batch)
     model(x)
     assert s._maps["model"] == []  # hooks are gone after training
 
@@ -125,3 +127,54 @@ def test_similarity_preserving_loss_ignores_width_and_scale():
     wider = torch.cat([f @ q, torch.zeros(6, 3)], 1)  # rotated and padded: the same Gram matrix
     assert float(similarity_preserving_loss(f, wider)) == pytest.approx(0.0, abs=1e-6)
     assert float(similarity_preserving_loss(f, torch.randn(6, 9))) > 0.01
+
+
+def _stage_maps(backbone, x, n_stages=None):
+    """The outputs of a backbone's (last ``n_stages``) stages on ``x``, by hooks of the test's own."""
+    stages = backbone.stages()
+    chosen = stages[-n_stages:] if n_stages else stages
+    maps = []
+    handles = [st.register_forward_hook(lambda m, i, o: maps.append(o.detach())) for st in chosen]
+    with torch.no_grad():
+        backbone.features(x)
+    for h in handles:
+        h.remove()
+    return maps
+
+
+@pytest.mark.parametrize("other", ["joint", "kd"])
+@pytest.mark.parametrize("delta_first", [True, False])
+def test_delta_composed_pairs_only_the_target_batch_with_the_source_copy(other, delta_first):
+    """delta+joint and delta+kd (with a transfer set) run extra forwards in each step, of another
+    batch size (3 or 5 rows against the target's 4): DELTA's penalty must stay the distance between the
+    target batch's feature maps and the source copy's on the same batch, in every step."""
+    from transferkit.finetune import KD, Joint
+    from transferkit.finetune.base import Batch as B
+
+    model = tiny_model()
+    extra = Joint(source=tiny_data(12), batch_size=3) if other == "joint" else \
+        KD(tiny_model(seed=7), transfer_set=tiny_data(40), batch_size=5)
+    delta = DELTA(weight=1.0, stages=2)
+    s = Compose([delta, extra] if delta_first else [extra, delta])
+    s.prepare_model(model)
+    source = copy.deepcopy(model.backbone).eval()
+    with torch.no_grad():  # the model moves away from its source copy, so the penalty is not 0
+        model.backbone.proj[2].weight.add_(0.05)
+        model.backbone.blocks[2][0].weight.mul_(1.1)
+    model.eval()  # BatchNorm statistics as at inference, as the source copy's
+    data = tiny_data()
+    for step in range(3):
+        x = data.x[4 * step:4 * step + 4]
+        batch = s.prepare_batch(B(x, torch.as_tensor(data.targets[4 * step:4 * step + 4])))
+        terms = s.named_loss_terms(batch, model(batch.x), model)
+        expected = feature_map_distance(_stage_maps(model.backbone, x, 2), _stage_maps(source, x, 2))
+        assert float(expected) > 1e-4
+        assert float(terms["delta/penalty"].detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_delta_joint_trains_through_the_trainer():
+    from transferkit.finetune import create_strategy as make
+
+    s = make("delta+joint", joint={"source": tiny_data(12), "batch_size": 5})
+    history = Trainer(settings(epochs=2), progress=False).fit(tiny_model(), s, tiny_data())
+    assert np.isfinite(history[-1]["train/delta/penalty"]) and "train/joint/source" in history[-1]

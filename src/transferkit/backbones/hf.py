@@ -46,11 +46,20 @@ class HFTextEncoder(Backbone):
         self.max_length = max_length
 
     def stages(self) -> list[torch.nn.Module]:
+        """The embeddings, then each transformer layer. BERT's pooler (a dense layer on the [CLS]
+        token, trained for next-sentence prediction) is left out: ``features`` never uses it, so
+        a stage there would train nothing (``partial k=1``, an adapter, a LoRA target)."""
         enc = self.encoder
         layers = list(enc.encoder.layer) if hasattr(enc, "encoder") and hasattr(enc.encoder, "layer") else []
         if not layers:
-            return super().stages()
-        return [enc.embeddings, *layers] + ([enc.pooler] if getattr(enc, "pooler", None) is not None else [])
+            unused = self.unused_modules()
+            return [m for m in super().stages() if all(m is not u for u in unused)]
+        return [enc.embeddings, *layers]
+
+    def unused_modules(self) -> list[torch.nn.Module]:
+        """Modules ``features`` never runs: the pooler (the last hidden states are pooled instead)."""
+        pooler = getattr(self.encoder, "pooler", None)
+        return [pooler] if isinstance(pooler, torch.nn.Module) else []
 
     def features(self, x: list[str]) -> torch.Tensor:
         tok = self.tokenizer(list(x), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")

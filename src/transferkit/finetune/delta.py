@@ -17,7 +17,8 @@ class DELTA(Strategy):
     channel weighted equally (the paper's variant without attention). Unlike L2-SP it constrains what
     the layers compute, not the weights themselves. All layers train (combine with ``partial`` etc.).
 
-    The source copy is taken when training starts and is saved with the strategy.
+    The source copy is taken when training starts and is saved with the strategy (once per run: it
+    does not change).
 
     Args:
         weight: multiplier of the feature-map distance (alpha in the paper).
@@ -34,6 +35,7 @@ class DELTA(Strategy):
         self.weight, self.n_stages = float(weight), stages
         self._maps: dict[str, list[torch.Tensor]] = {"model": [], "source": []}
         self._handles: list = []
+        self._armed = False  # True between prepare_batch and the end of the next forward with gradients
 
     def prepare_model(self, model):
         self.source = copy.deepcopy(model.backbone).requires_grad_(False).eval()
@@ -41,13 +43,26 @@ class DELTA(Strategy):
         return model
 
     def _hook(self, backbone, key: str) -> list:
+        """Forward hooks that keep the chosen stages' outputs. The model's are kept only for the first
+        forward with gradients after ``prepare_batch`` -- the target batch's, which the trainer runs
+        next -- so forwards other strategies run in the same step (``joint``'s source batch, ``kd``'s
+        transfer set) are never paired with the source copy's maps of the target batch."""
         stages = backbone.stages()
         chosen = stages[-self.n_stages:] if self.n_stages else stages
+        last = chosen[-1]
 
         def keep(module, inputs, output):
-            if torch.is_grad_enabled() or key == "source":
-                self._maps[key].append(output[0] if isinstance(output, tuple) else output)
+            if key == "source":
+                self._maps["source"].append(output[0] if isinstance(output, tuple) else output)
+            elif torch.is_grad_enabled() and self._armed:
+                self._maps["model"].append(output[0] if isinstance(output, tuple) else output)
+                if module is last:
+                    self._armed = False  # the target batch's forward is complete
         return [s.register_forward_hook(keep) for s in chosen]
+
+    def prepare_batch(self, batch):
+        self._maps["model"], self._armed = [], True
+        return batch
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -59,12 +74,18 @@ class DELTA(Strategy):
         if batch.precomputed:
             raise TransferkitError("delta cannot run on cached features; combine it with a strategy that trains "
                                    "on inputs (full, partial, discriminative).")
-        maps, self._maps["model"] = self._maps["model"], []
+        maps, self._maps["model"], self._armed = self._maps["model"], [], False
         self._maps["source"] = []
         with torch.no_grad():
             self.source.features(batch.x)
         source_maps, self._maps["source"] = self._maps["source"], []
+        if len(maps) != len(source_maps):
+            raise TransferkitError("delta found no feature maps of the training batch's forward; it runs inside "
+                                   "the trainer, which calls prepare_batch before each forward.")
         return {"penalty": self.weight * feature_map_distance(maps, source_maps)}
+
+    def fixed_state_keys(self):
+        return {k for k in self.state_dict() if k.startswith("source.")}
 
     def after_task(self, model, task):
         for h in self._handles:  # the trained model carries no hooks of this strategy

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from transferkit.data.datasets import ArrayDataset, length_order
+from transferkit.errors import TransferkitError
 from transferkit.strategy import Phase, Strategy, head_only_phase
 from transferkit.model import TransferModel
 
@@ -33,12 +34,39 @@ def extract_features(model: TransferModel, dataset: Dataset, batch_size: int = 2
                         name=f"{getattr(dataset, 'name', 'data')}:features")
 
 
+# torchvision transforms that draw something at random on every call (those named Random* too)
+RANDOM_TRANSFORMS = {"ColorJitter", "RandAugment", "AutoAugment", "TrivialAugmentWide", "AugMix", "GaussianBlur",
+                     "ElasticTransform", "RandomErasing"}
+
+
+def _transforms(t) -> list:
+    """A transform and, for compositions (``Compose``, ``RandomApply``, ``RandomChoice``), its parts."""
+    parts = getattr(t, "transforms", None)
+    return [t] + [p for part in (parts if isinstance(parts, (list, tuple)) else []) for p in _transforms(part)]
+
+
+def random_transform(dataset: Dataset) -> str | None:
+    """The name of a random transform the dataset applies to each item (torchvision's ``Random*``,
+    ``ColorJitter``, ``RandAugment`` ...), looking through views (``.base``, ``.dataset``), or None."""
+    for _ in range(8):
+        if dataset is None:
+            break
+        for t in _transforms(getattr(dataset, "transform", None)):
+            name = type(t).__name__
+            if name.startswith("Random") or name in RANDOM_TRANSFORMS:
+                return name
+        dataset = getattr(dataset, "base", None) or getattr(dataset, "dataset", None)
+    return None
+
+
 class FeatureExtraction(Strategy):
     """Train only the head on frozen source features (Donahue et al., 2014, DeCAF).
 
     Args:
         cache: compute the backbone's features once and train the head on the cache
-            (False recomputes them every batch; same result, much slower).
+            (False recomputes them every batch; same result, much slower). A dataset with a
+            random transform (augmentation) cannot be cached -- the cache would freeze one draw of
+            it -- and is refused; train it with ``cache: false``.
     """
 
     name = "feature_extraction"
@@ -51,4 +79,11 @@ class FeatureExtraction(Strategy):
         return [head_only_phase(model, epochs, lr, name="head", precomputed=self.cache)]
 
     def prepare_data(self, model: TransferModel, dataset: Dataset, phase: Phase) -> Dataset:
-        return extract_features(model, dataset) if phase.precomputed else dataset
+        if not phase.precomputed:
+            return dataset
+        drawn = random_transform(dataset)
+        if drawn is not None:
+            raise TransferkitError(f"feature_extraction: the data '{getattr(dataset, 'name', type(dataset).__name__)}' "
+                                   f"applies the random transform {drawn}, which cached features would freeze at one "
+                                   "draw; set the strategy's cache to false or remove the random transform.")
+        return extract_features(model, dataset)

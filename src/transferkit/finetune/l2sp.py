@@ -13,7 +13,8 @@ class L2SP(Strategy):
     (Li, Grandvalet & Davoine, 2018, "Explicit Inductive Bias for Transfer Learning with CNNs").
 
     The source weights are captured when training starts and kept as buffers, so they move to the
-    device and are checkpointed with the strategy. All layers train (combine with ``partial`` etc.).
+    device and are checkpointed with the strategy (once per run: they do not change). All layers
+    train (combine with ``partial`` etc.).
 
     Args:
         weight: strength of the pull towards the source weights (alpha in the paper).
@@ -34,6 +35,9 @@ class L2SP(Strategy):
         for n, p in model.backbone.named_parameters():
             self.register_buffer(_buf(n), p.detach().clone())
         return model
+
+    def fixed_state_keys(self):
+        return {_buf(n) for n in self._names}
 
     def anchors(self) -> list[torch.Tensor]:
         return [getattr(self, _buf(n)) for n in self._names]

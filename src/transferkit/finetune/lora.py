@@ -22,8 +22,17 @@ def _peft():
 
 
 def default_targets(backbone: nn.Module) -> list[str]:
-    """Every Linear and Conv2d layer of the backbone (PEFT matches these names exactly)."""
-    return [n for n, m in backbone.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and n]
+    """Every Linear and ungrouped Conv2d layer inside the backbone's stages (PEFT matches these
+    names exactly).
+
+    Layers outside ``stages()`` are left out (BERT's pooler, which ``features`` never runs: its
+    update would train nothing), and so are grouped and depthwise convolutions (``groups > 1``):
+    PEFT refuses them unless the rank is a multiple of ``groups`` and cannot merge them.
+    """
+    stages = backbone.stages() if hasattr(backbone, "stages") else [backbone]
+    inside = {id(m) for stage in stages for m in stage.modules()}
+    return [n for n, m in backbone.named_modules()
+            if n and id(m) in inside and (isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1))]
 
 
 class LoRA(Strategy):
@@ -35,7 +44,7 @@ class LoRA(Strategy):
         alpha: scaling numerator (the update is multiplied by ``alpha / r``).
         dropout: dropout on the LoRA branch.
         target_modules: layer names (or name suffixes, as PEFT matches them) to adapt; default
-            every Linear and Conv2d layer of the backbone.
+            every Linear and ungrouped Conv2d layer in the backbone's stages (``default_targets``).
     """
 
     name = "lora"

@@ -5,14 +5,25 @@ from __future__ import annotations
 import torch
 
 
+class ZeroBaselineError(ValueError):
+    """A single-task baseline metric of 0: the relative change against it is undefined."""
+
+
 def delta_m(multi: dict[str, float], single: dict[str, float], higher_is_better: dict[str, bool]) -> float:
     """Δm% (Maninis et al., 2019): the mean relative change of each task's metric against its
     single-task baseline, signed so that positive is better, in percent:
     ``100/T * sum_t (-1)^{l_t} (M_mt,t - M_st,t) / M_st,t`` with ``l_t = 1`` where lower is better.
+
+    Raises ``ZeroBaselineError`` when a baseline is 0 (an accuracy of 0, an error of exactly 0),
+    where the relative change has no value.
     """
     missing = [t for t in multi if t not in single or t not in higher_is_better]
     if missing or not multi:
         raise ValueError(f"delta_m needs a single-task baseline and a direction for every task; missing: {missing}.")
+    zero = [t for t in multi if single[t] == 0]
+    if zero:
+        raise ZeroBaselineError(f"delta_m is undefined: the single-task baseline of task '{zero[0]}' is 0, and a "
+                                "relative change against 0 has no value; compare that task's metric directly.")
     total = 0.0
     for t, m in multi.items():
         sign = 1.0 if higher_is_better[t] else -1.0

@@ -4,9 +4,11 @@ frozen backbone such as MiniLM, with the encoded features cached on disk)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from transferkit.data.datasets import ArrayDataset, TextDataset
-from transferkit.data.registry import data_dir, load_dataset
+from transferkit.data.registry import DATASETS, data_dir, load_dataset
 from transferkit.data.splits import stratified_split
 from transferkit.errors import TransferkitError
 from transferkit.multitask.data import MultiTaskArrays
@@ -72,11 +74,64 @@ def _limit(ds, per_task: int | None, seed: int) -> np.ndarray:
     return np.sort(keep)
 
 
+@functools.lru_cache(maxsize=512)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, computed once per process for a given size and modification time."""
+    from transferkit.backbones.weights import sha256
+
+    return sha256(path)
+
+
+def content_digest(paths: list[Path]) -> str:
+    """SHA-256 over the contents of ``paths`` (a folder: every file under it, with its name relative
+    to the folder, in sorted order). What the files are called and where they live does not count."""
+    h = hashlib.sha256()
+    for root in paths:
+        root = Path(root)
+        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+        for f in files:
+            st = f.stat()
+            rel = f.relative_to(root).as_posix() if root.is_dir() else ""
+            h.update(f"{rel}\0{_file_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)}\n".encode())
+    return h.hexdigest()
+
+
+def _data_files(spec: str, data_root) -> list[Path]:
+    """The files a dataset spec is read from: a path itself, or a registered dataset's file under the
+    data directory (the package's embedded folder for embedded ones)."""
+    name = spec.partition(":")[0]
+    if name not in DATASETS or Path(spec).exists():
+        return [Path(spec)]
+    relpath = DATASETS.get(name).relpath
+    if relpath is None:
+        return [Path(str(resources.files("transferkit.data") / "embedded"))]
+    return [data_dir(data_root) / relpath]
+
+
+def _encoder_files(cfg) -> list[Path]:
+    """The files the encoder's weights come from (none for a randomly initialised encoder)."""
+    if cfg.encoder_weights == "imagenet":
+        from transferkit.backbones.tv import resolve_imagenet
+
+        return [resolve_imagenet(cfg.encoder)]
+    if cfg.encoder_weights:
+        return [Path(cfg.encoder_weights)]
+    if cfg.encoder == "hf_text":
+        from transferkit.backbones.hf import minilm_path
+
+        return [minilm_path()]
+    return []
+
+
 def _cache_file(cfg, spec: str, rows: np.ndarray) -> Path:
+    """The feature cache's file for ``spec[rows]`` encoded by ``cfg.encoder``: keyed on the content of
+    the data files and of the encoder's weights (SHA-256, cached per process by size and modification
+    time), so another data directory, or a file changed in place, never reads stale features."""
     root = Path(cfg.cache_dir or os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit") / "features"
-    key = json.dumps([spec, cfg.encoder, cfg.encoder_weights, cfg.encoder_args, hashlib.sha1(rows.tobytes()).hexdigest()],
+    key = json.dumps(["v2", spec, cfg.encoder, cfg.encoder_args, hashlib.sha1(rows.tobytes()).hexdigest(),
+                      content_digest(_data_files(spec, cfg.data_dir)), content_digest(_encoder_files(cfg))],
                      sort_keys=True)
-    return root / f"{spec.replace(':', '-')}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    return root / f"{spec.replace(':', '-').replace(os.sep, '_')}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
 def _encode(cfg, spec: str, ds, rows: np.ndarray, progress) -> np.ndarray:

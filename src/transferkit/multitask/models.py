@@ -1,7 +1,11 @@
 """Multi-task architectures: hard parameter sharing, a multi-gate mixture of experts, cross-stitch.
 
-Both return ``MultiOutput(logits={task: [B, C_t]}, features=[B, D])`` where ``features`` is the
-shared representation (what MGDA-UB and the per-task gradients are taken against).
+Each returns ``MultiOutput(logits={task: [B, C_t]}, features)`` where ``features`` is the last
+shared representation ``Z`` in Sener & Koltun's (2018) sense: every task's output is a function of
+``Z`` and the task's own parameters alone, and ``Z`` is what the task-specific computation reads (so
+``dL_t/dZ``, which MGDA-UB weighs the tasks with, is a partial derivative through task t's own
+part only). Hard sharing: the backbone's features. MMoE: the experts' outputs together with the
+gates' input. Cross-stitch: the tasks' activations before the last cross-stitch unit.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from transferkit.errors import TransferkitError
 
 @dataclass
 class MultiOutput:
-    """Shape: logits ``{task: [B, C_t]}`` (``C_t = 1`` for regression); features ``[B, D]``."""
+    """Shape: logits ``{task: [B, C_t]}`` (``C_t = 1`` for regression); features ``[B, ...]``, the last
+    shared representation (``[B, D]``; cross-stitch: ``[B, T, W]``)."""
 
     logits: dict[str, torch.Tensor]
     features: torch.Tensor
@@ -85,10 +90,19 @@ class MMoE(nn.Module):
         return {t: torch.softmax(g(z), dim=-1) for t, g in self.gates.items()}
 
     def forward(self, x, task=None, precomputed: bool = False) -> MultiOutput:
+        """``features`` is ``[experts' outputs (flattened), gate input]`` (``[B, E*W + D]``), or the
+        experts' outputs alone when nothing shared computes the gate input (cached features, a frozen
+        backbone): everything the task-specific gates and heads read. The tasks' parts read it back
+        from that one tensor, so a gradient w.r.t. ``features`` is the partial derivative through
+        the gates and heads, not through the experts."""
         z = x if precomputed else self.backbone.features(x)
         e = torch.stack([expert(z) for expert in self.experts], dim=1)  # [B, E, W]
-        logits = {t: self.heads[t]((w.unsqueeze(-1) * e).sum(1)) for t, w in self.gate_weights(z).items()}
-        return MultiOutput(logits, z)
+        B, E, W = e.shape
+        rep = torch.cat([e.flatten(1), z.flatten(1)], 1) if z.requires_grad else e.flatten(1)
+        e_t = rep[:, :E * W].view(B, E, W)
+        z_t = rep[:, E * W:].view_as(z) if z.requires_grad else z
+        logits = {t: self.heads[t]((w.unsqueeze(-1) * e_t).sum(1)) for t, w in self.gate_weights(z_t).items()}
+        return MultiOutput(logits, rep)
 
 
 class CrossStitch(nn.Module):
@@ -122,8 +136,12 @@ class CrossStitch(nn.Module):
         return [self.stitches[-1]]
 
     def forward(self, x, task=None, precomputed: bool = False) -> MultiOutput:
-        xs = [x] * len(self.tasks)
+        """``features`` is the last block's output of every task's column before the last stitch,
+        ``[B, T, W]``: every task reads all of it (``x_t = sum_s a[t, s] h_s``), and row t of the last
+        stitch acts on task t's output alone. (The stitched activations themselves would give each
+        task a slot of its own, a diagonal Gram matrix of ``dL_t/dZ`` that ignores how the tasks share.)"""
+        xs, h = [x] * len(self.tasks), None
         for layer, stitch in enumerate(self.stitches):
-            h = torch.stack([col[layer](xi) for col, xi in zip(self.columns, xs)])  # [T, B, ...]
-            xs = list(torch.einsum("ts,s...->t...", stitch, h))
-        return MultiOutput({t: self.heads[t](xi) for t, xi in zip(self.tasks, xs)}, torch.stack(xs, 1))
+            h = torch.stack([col[layer](xi) for col, xi in zip(self.columns, xs)], 1)  # [B, T, ...]
+            xs = list(torch.einsum("ts,bs...->tb...", stitch, h))
+        return MultiOutput({t: self.heads[t](xi) for t, xi in zip(self.tasks, xs)}, h)

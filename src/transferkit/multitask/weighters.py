@@ -73,23 +73,46 @@ class Fixed(nn.Module):
         return (w * _stack(losses)).sum(), _weights(losses, w)
 
 
+def uncertainty_scale(task_type: str) -> float:
+    """The factor on ``exp(-s) L`` in Kendall et al.'s (2018) objective for a task of this type:
+    1/2 for a regression task (a Gaussian likelihood, eq. 7: ``L / (2 sigma^2) + log sigma``), 1 for a
+    classification task (a softmax likelihood scaled by ``1 / sigma^2``, eq. 10: ``L / sigma^2 + log sigma``;
+    a multi-label task's Bernoulli likelihood is taken the same way)."""
+    return 0.5 if task_type == "regression" else 1.0
+
+
 class Uncertainty(nn.Module):
     """Homoscedastic uncertainty weighting (Kendall et al., 2018): learn ``s_i = log sigma_i^2`` and
-    minimise ``sum_i exp(-s_i) L_i + s_i``; a task with a higher loss gets a higher ``s_i`` and so a
-    smaller weight ``exp(-s_i)``. The ``s_i`` train with the model (they are parameters)."""
+    minimise ``sum_i c_i exp(-s_i) L_i + s_i / 2``, with ``c_i = 1`` for classification tasks (eq. 10)
+    and ``1/2`` for regression tasks (eq. 7); ``s_i / 2`` is ``log sigma_i``. A task with a higher loss
+    gets a higher ``s_i`` and so a smaller weight ``c_i exp(-s_i)``. The ``s_i`` train with the model
+    (they are parameters).
+
+    Args:
+        tasks: the task names.
+        task_types: ``{task: "classification" | "multilabel" | "regression"}``; a task not named
+            counts as classification.
+    """
 
     name = "uncertainty"
 
-    def __init__(self, tasks: list[str]) -> None:
+    def __init__(self, tasks: list[str], task_types: dict[str, str] | None = None) -> None:
         super().__init__()
         self.tasks = list(tasks)
+        types = dict(task_types or {})
+        unknown = sorted(set(types) - set(self.tasks))
+        if unknown:
+            raise TransferkitError(f"uncertainty: 'task_types' names the unknown task '{unknown[0]}'; "
+                                   f"give types for {', '.join(self.tasks)}.")
+        self.register_buffer("scale", torch.tensor([uncertainty_scale(types.get(t, "classification"))
+                                                    for t in self.tasks]), persistent=False)
         self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))
 
     def forward(self, losses, **context):
         idx = [self.tasks.index(k) for k in losses]  # the tasks present in this batch
         L, s = _stack(losses), self.log_vars[idx]
-        w = torch.exp(-s)
-        return (w * L + s).sum(), _weights(losses, w)
+        w = self.scale[idx].to(s.dtype) * torch.exp(-s)
+        return (w * L + 0.5 * s).sum(), _weights(losses, w)
 
 
 class RandomWeights(nn.Module):
@@ -117,14 +140,16 @@ class DWA(nn.Module):
         super().__init__()
         check_number("dwa", "temperature", temperature, low=1e-6)
         self.tasks, self.temperature = list(tasks), float(temperature)
-        self.register_buffer("history", torch.zeros(0, len(self.tasks)))  # average loss per finished epoch
+        # fixed shapes, so the state loads back into a fresh weighter (a resumed run)
+        self.register_buffer("history", torch.zeros(2, len(self.tasks)))  # mean losses of the last two epochs
+        self.register_buffer("epochs", torch.zeros((), dtype=torch.long))  # finished epochs (history rows that are set)
         self.register_buffer("running", torch.zeros(len(self.tasks) + 1))  # sums and step count this epoch
 
     def current(self) -> torch.Tensor:
         T = len(self.tasks)
-        if len(self.history) < 2:
+        if int(self.epochs) < 2:
             return torch.ones(T)
-        r = self.history[-1] / self.history[-2].clamp_min(1e-12)
+        r = self.history[1] / self.history[0].clamp_min(1e-12)
         return T * torch.softmax(r / self.temperature, 0)
 
     def forward(self, losses, **context):
@@ -136,7 +161,9 @@ class DWA(nn.Module):
 
     def end_epoch(self) -> None:
         if self.running[-1] > 0:
-            self.history = torch.cat([self.history, (self.running[:-1] / self.running[-1]).unsqueeze(0)])[-2:]
+            self.history[0] = self.history[1]
+            self.history[1] = self.running[:-1] / self.running[-1]
+            self.epochs += 1
         self.running.zero_()
 
 
@@ -160,7 +187,8 @@ class GradNorm(nn.Module):
         check_number("gradnorm", "alpha", alpha, low=0.0)
         self.tasks, self.alpha = list(tasks), float(alpha)
         self.w = nn.Parameter(torch.ones(len(self.tasks)))
-        self.register_buffer("initial", torch.zeros(0))
+        self.register_buffer("initial", torch.zeros(len(self.tasks)))  # L_i(0), once ``started``
+        self.register_buffer("started", torch.zeros((), dtype=torch.bool))
 
     def forward(self, losses, last_shared: list[torch.Tensor] | None = None, **context):
         shared = last_shared
@@ -171,8 +199,9 @@ class GradNorm(nn.Module):
         with torch.no_grad():  # keep the weights positive, summing to T (a large step can overshoot zero)
             self.w.clamp_(min=1e-3).mul_(T / self.w.sum())
         L = _stack(_every_task("gradnorm", self.tasks, losses))
-        if len(self.initial) == 0:
-            self.initial = L.detach().clone()
+        if not bool(self.started):
+            self.initial.copy_(L.detach())
+            self.started.fill_(True)
         norms = []
         for i in range(T):
             g = torch.autograd.grad(self.w[i] * L[i], shared, retain_graph=True, create_graph=True)
@@ -277,11 +306,15 @@ for _cls in (Equal, Fixed, Uncertainty, RandomWeights, DWA, GradNorm, MGDAUB, PC
     WEIGHTERS.register(_cls.name)(_cls)
 
 
-def create_weighter(name: str, tasks: list[str], **args) -> nn.Module:
-    """Build a registered weighter; methods that keep per-task state get the task names."""
+def create_weighter(name: str, tasks: list[str], task_types: dict[str, str] | None = None, **args) -> nn.Module:
+    """Build a registered weighter; methods that keep per-task state get the task names, and those
+    whose form depends on the task type (``uncertainty``) get ``task_types``."""
     import inspect
 
     cls = WEIGHTERS.get(name)
-    if "tasks" in inspect.signature(cls.__init__).parameters and "tasks" not in args:
+    params = inspect.signature(cls.__init__).parameters
+    if "tasks" in params and "tasks" not in args:
         args = {"tasks": list(tasks)} | args
+    if "task_types" in params and "task_types" not in args and task_types is not None:
+        args = {"task_types": dict(task_types)} | args
     return WEIGHTERS.build(name, **args)

@@ -4,7 +4,9 @@ the run directory with its report.
 
 Layout: ``config.yaml``; ``multi/<weighter>/seed-<k>/`` and ``single/<task>/seed-<k>/`` (each with
 ``metrics.jsonl`` and ``checkpoints/``); ``results.json`` and ``results.csv`` (test metrics per
-model); ``summary.json`` (per weighter: mean test metric per task, delta-m %); ``report.html``.
+model); ``summary.json`` (per weighter: mean test metric per task, delta-m %, or why it is undefined
+when a single-task baseline scores 0); ``report.html``. Single-task baselines use the multi-task
+model's architecture with one task (``single_task_arch``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from transferkit.backbones import MLP, create_backbone
 from transferkit.config import MultitaskConfig, dump_config, load_config, parse_config
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
-from transferkit.metrics.multitask import delta_m
+from transferkit.metrics.multitask import ZeroBaselineError, delta_m
 from transferkit.model import check_accepts
 from transferkit.multitask.data import MultiTaskArrays
 from transferkit.multitask.evaluate import evaluate_multitask
@@ -45,9 +47,25 @@ def load_tasks(cfg: MultitaskConfig, progress=None) -> tuple[MultiTaskArrays, Mu
     return train.subset(order[n_val:]), train.subset(order[:n_val]), test
 
 
+def task_type(targets: torch.Tensor) -> str:
+    """A task's type from its targets: ``"regression"`` for float targets, else ``"classification"``."""
+    return "regression" if targets.is_floating_point() else "classification"
+
+
+def task_types(ds: MultiTaskArrays) -> dict[str, str]:
+    return {t: task_type(y) for t, y in ds.targets.items()}
+
+
 def outputs(ds: MultiTaskArrays) -> dict[str, int]:
     """Classes per classification task (from the labels), 1 per regression task."""
-    return {t: 1 if y.is_floating_point() else int(y.max()) + 1 for t, y in ds.targets.items()}
+    return {t: 1 if kind == "regression" else int(ds.targets[t].max()) + 1 for t, kind in task_types(ds).items()}
+
+
+def single_task_arch(arch: str) -> str:
+    """The architecture of a single-task baseline: the multi-task model's own (an MMoE baseline is an
+    MMoE with one gate), except cross-stitch, which mixes several tasks' networks and for one task is
+    the plain network (hard sharing with one head)."""
+    return "hard" if arch == "cross_stitch" else arch
 
 
 def stitch_blocks(backbone) -> list[torch.nn.Module]:
@@ -83,7 +101,7 @@ def train_one(cfg: MultitaskConfig, data: tuple, weighter: str, args: dict, seed
     train, val, test = data
     set_seed(seed)
     model = build_model(cfg, outputs(train), train.x[:2], arch)
-    model.weighter = create_weighter(weighter, list(train.targets), **args)  # trains and is checkpointed with the model
+    model.weighter = create_weighter(weighter, list(train.targets), task_types(train), **args)  # trains and is checkpointed with the model
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     history = Trainer(cfg.train.model_copy(update={"seed": seed}), run_dir, progress).fit(
@@ -131,9 +149,12 @@ def summarise(results: list[dict], tasks: list[str]) -> dict:
         entry = {"tasks": {t: {"mean": float(np.mean(v)), "std": float(np.std(v))} for t, v in per_task.items()},
                  "seeds": len(runs), "seconds": float(np.mean([r["seconds"] for r in runs]))}
         if len(single) == len(tasks):
-            entry["delta_m"] = delta_m({t: entry["tasks"][t]["mean"] for t in tasks}, single, higher)
-            seeds = [delta_m({t: per_task[t][k] for t in tasks}, single, higher) for k in range(len(runs))]
-            entry["delta_m_std"] = float(np.std(seeds))
+            try:
+                entry["delta_m"] = delta_m({t: entry["tasks"][t]["mean"] for t in tasks}, single, higher)
+                seeds = [delta_m({t: per_task[t][k] for t in tasks}, single, higher) for k in range(len(runs))]
+                entry["delta_m_std"] = float(np.std(seeds))
+            except ZeroBaselineError as e:  # a relative change against 0 is undefined: no delta-m, and why
+                entry["delta_m_undefined"] = str(e)
         summary[name] = entry
     if single:  # seconds: all the single-task models of one seed together
         summary["single_task"] = {"tasks": {t: {"mean": v, "std": single_std[t]} for t, v in single.items()},
@@ -177,7 +198,8 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
             res = train_one(cfg, data, name, _args(cfg, name), cfg.train.seed + seed, run_dir, progress=progress)
         else:
             only = tuple(d.only(name) for d in data)
-            res = train_one(cfg, only, "equal", {}, cfg.train.seed + seed, run_dir, arch="hard", progress=progress)
+            res = train_one(cfg, only, "equal", {}, cfg.train.seed + seed, run_dir, arch=single_task_arch(cfg.model.arch),
+                            progress=progress)
         record = {"kind": kind, "name": name, "seed": seed, "test": res["test"], "seconds": res["seconds"]}
         results.append(record | {"history": res["history"]})
         if on_model:
