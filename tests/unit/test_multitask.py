@@ -351,7 +351,7 @@ def test_uncertainty_log_variances_settle_where_each_likelihood_peaks():
 
 
 def test_multitask_runs_give_the_weighter_each_tasks_type():
-    from transferkit.multitask.run import task_types
+    from transferkit.runs.multitask import task_types
     from transferkit.multitask.weighters import create_weighter
 
     data = _two_task_data(8)
@@ -392,7 +392,7 @@ def test_dwa_and_gradnorm_state_round_trips_through_a_state_dict():
 
 def test_delta_m_refuses_a_zero_baseline_and_the_summary_says_why():
     from transferkit.metrics.multitask import ZeroBaselineError, delta_m
-    from transferkit.multitask.run import summarise
+    from transferkit.runs.multitask import summarise
 
     with pytest.raises(ZeroBaselineError, match="baseline of task 'err' is 0"):
         delta_m({"acc": 0.9, "err": 0.1}, {"acc": 0.8, "err": 0.0}, {"acc": True, "err": False})
@@ -405,7 +405,7 @@ def test_delta_m_refuses_a_zero_baseline_and_the_summary_says_why():
 
 @pytest.mark.parametrize("arch,single", [("mmoe", "mmoe"), ("hard", "hard"), ("cross_stitch", "hard")])
 def test_single_task_baselines_use_the_multitask_models_architecture(monkeypatch, tmp_path, arch, single):
-    from transferkit.multitask import run
+    from transferkit.runs import multitask as run
 
     data = _two_task_data(40)
     cls = {"sign": torch.tensor([0, 1]).repeat(20)}
