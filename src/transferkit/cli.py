@@ -70,12 +70,12 @@ def predict(
     inputs: Annotated[Path, typer.Argument(help=".npz with x, an image file/folder, or a .txt/.csv/.jsonl of texts.")],
     out: Annotated[Optional[Path], typer.Option(help="Write the predictions as CSV here (default: stdout).")] = None,
 ) -> None:
-    """Predict classes for new inputs with a trained run."""
+    """Predict classes, label sets or values (the run's task type) for new inputs with a trained run."""
     from transferkit.api import predict as api_predict
 
     rows = api_predict(run_dir, inputs)
     fh = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
-    writer = csv.DictWriter(fh, fieldnames=["input", "prediction", "class", "confidence"])
+    writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["input", "prediction"])
     writer.writeheader()
     writer.writerows(rows)
     if out:

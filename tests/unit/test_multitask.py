@@ -213,7 +213,8 @@ def test_every_weighter_trains_a_shared_model_through_the_trainer(name):
     from transferkit.multitask.models import HardSharing
 
     torch.manual_seed(0)
-    model = HardSharing(create_backbone("mlp", in_features=6, hidden=(16, 16)), {"sign": 2, "value": 1})
+    model = HardSharing(create_backbone("mlp", in_features=6, hidden=(16, 16)), {"sign": 2, "value": 1},
+                        tasks={"value": "regression"})
     args = {"weights": {"sign": 1.0, "value": 0.5}} if name == "fixed" else (
         {"tasks": ["sign", "value"]} if name in ("uncertainty", "dwa", "gradnorm") else {})
     model.weighter = WEIGHTERS.build(name, **args)

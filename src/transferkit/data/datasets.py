@@ -1,8 +1,9 @@
 """Labelled datasets from numpy arrays, image folders and text files.
 
-Every dataset here exposes ``targets`` (an ``int64`` numpy array), ``kind``
+Every dataset here exposes ``targets`` (a numpy array: ``int64`` class labels, or float32 values /
+multi-hot rows for the ``regression`` / ``multilabel`` task types), ``task``, ``kind``
 (``"image"``, ``"vector"`` or ``"text"``) and ``name``, so splitting, k-shot sampling
-and label checks work the same way on all of them.
+and target checks work the same way on all of them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from transferkit.errors import TransferkitError
+from transferkit.tasks import create_task
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -35,20 +37,32 @@ def _check_labels(y: np.ndarray, name: str) -> np.ndarray:
     return y
 
 
+def _targets(y, name: str, task: str) -> np.ndarray:
+    """Class labels as int64 (classification); float targets (regression values, multi-hot rows) as
+    float32, other targets unchanged, for the task type to check (``transferkit.tasks``)."""
+    if task == "classification":
+        return _check_labels(np.asarray(y), name)
+    y = np.asarray(y)
+    return y.astype(np.float32) if np.issubdtype(y.dtype, np.floating) else y
+
+
 class ArrayDataset(Dataset):
     """Inputs and labels held in memory as tensors.
 
     Integer (``uint8``) images are scaled to [0, 1]; ``[N, H, W]`` images get a channel axis.
 
     Shape:
-        x: ``[N, ...]``; y: ``[N]`` integer labels.
+        x: ``[N, ...]``; y: ``[N]`` integer labels (``task="classification"``), or float values ``[N]`` /
+        ``[N, k]`` (regression), or multi-hot rows ``[N, C]`` (multilabel).
     """
 
     batch_indexable = True  # ``ds[list_of_indices]`` returns a whole batch
 
-    def __init__(self, x: Any, y: Any, name: str = "arrays", class_names: list[str] | None = None) -> None:
+    def __init__(self, x: Any, y: Any, name: str = "arrays", class_names: list[str] | None = None,
+                 task: str = "classification") -> None:
         x = np.asarray(x) if not isinstance(x, torch.Tensor) else x
-        self.targets = _check_labels(np.asarray(y), name)
+        self.targets = _targets(y, name, task)
+        self.task = task
         if len(x) != len(self.targets):
             raise TransferkitError(
                 f"Dataset '{name}': {len(x)} inputs but {len(self.targets)} labels; give one label per input."
@@ -80,14 +94,17 @@ class ArrayDataset(Dataset):
         x = torch.nn.functional.interpolate(self.x, size=(size, size), mode="bilinear", antialias=True,
                                             align_corners=False)
         return ArrayDataset(x.clamp_(0, 1) if self.x.min() >= 0 and self.x.max() <= 1 else x, self.targets,
-                            name=self.name, class_names=self.class_names)
+                            name=self.name, class_names=self.class_names, task=self.task)
 
 
 class TextDataset(Dataset):
-    """Raw strings and labels; the text backbone tokenises them."""
+    """Raw strings and targets (as ``ArrayDataset``'s, per ``task``); the text backbone tokenises them."""
 
-    def __init__(self, texts: list[str], y: Any, name: str = "texts", class_names: list[str] | None = None) -> None:
-        self.targets = _check_labels(np.asarray(y), name)
+    def __init__(self, texts: list[str], y: Any, name: str = "texts", class_names: list[str] | None = None,
+                 task: str = "classification") -> None:
+        self.targets = _targets(y, name, task)
+        self.task = task
+        self.y = torch.as_tensor(self.targets)
         if len(texts) != len(self.targets):
             raise TransferkitError(f"Dataset '{name}': {len(texts)} texts but {len(self.targets)} labels.")
         self.texts = [str(t) for t in texts]
@@ -99,7 +116,7 @@ class TextDataset(Dataset):
         return len(self.texts)
 
     def __getitem__(self, i: int):
-        return self.texts[i], int(self.targets[i])
+        return self.texts[i], self.y[i]
 
 
 class Subset(Dataset):
@@ -109,6 +126,7 @@ class Subset(Dataset):
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
         self.targets = base.targets[self.indices]
+        self.task = getattr(base, "task", "classification")
         self.kind = base.kind
         self.name = base.name
         self.class_names = getattr(base, "class_names", None)
@@ -131,8 +149,9 @@ def length_order(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
     return Subset(dataset, order), order
 
 
-def load_npz(path: str | Path) -> ArrayDataset:
-    """An ``.npz`` file with arrays ``x`` and ``y`` (loaded without pickle)."""
+def load_npz(path: str | Path, task: str = "classification") -> ArrayDataset:
+    """An ``.npz`` file with arrays ``x`` and ``y`` (loaded without pickle); ``y`` holds class indices
+    ``[N]``, values ``[N]`` / ``[N, k]`` (``task="regression"``) or multi-hot rows ``[N, C]`` (``"multilabel"``)."""
     path = Path(path)
     try:
         data = np.load(path, allow_pickle=False)
@@ -143,7 +162,9 @@ def load_npz(path: str | Path) -> ArrayDataset:
         raise TransferkitError(
             f"'{path}' has arrays {data.files} but needs 'x' and 'y'; save it as numpy.savez(path, x=..., y=...)."
         )
-    return ArrayDataset(data["x"], data["y"], name=path.stem)
+    y = data["y"]
+    create_task(task).check_targets(y, None, f"'{path}' (array 'y')")
+    return ArrayDataset(data["x"], y, name=path.stem, task=task)
 
 
 def _read_text_rows(path: Path) -> list[dict]:

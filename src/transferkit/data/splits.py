@@ -35,8 +35,9 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int, pool: np.ndarray
     return np.setdiff1d(pool, taken), taken
 
 
-def k_shot(y: np.ndarray, k: int, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
-    """``k`` examples of every class, drawn from ``pool`` with ``seed``.
+def k_shot(y: np.ndarray, k: int, seed: int, pool: np.ndarray | None = None, classes: bool = True) -> np.ndarray:
+    """``k`` examples of every class, drawn from ``pool`` with ``seed`` (``classes=False``: ``y`` is one
+    stratum, the data have no classes, and ``k`` examples are drawn in all).
 
     Shape:
         y: ``[N]`` labels; returns sorted indices ``[k * C]``.
@@ -46,9 +47,8 @@ def k_shot(y: np.ndarray, k: int, seed: int, pool: np.ndarray | None = None) -> 
 
     def count(c: int, n: int) -> int:
         if n < k:
-            raise TransferkitError(
-                f"Class {c} has only {n} examples available for training; lower 'shots' to {n} or less."
-            )
+            what = f"Class {c} has" if classes else "The data have"
+            raise TransferkitError(f"{what} only {n} examples available for training; lower 'shots' to {n} or less.")
         return k
 
     return _draw_per_class(y, pool, seed, count)
@@ -82,15 +82,20 @@ def make_splits(
     With ``test_fraction="rest"`` the test set is every example not used for training or
     validation (the usual few-shot protocol); otherwise a stratified test set is held out first.
     The training set is then sub-sampled to ``shots`` per class or a label ``fraction``.
+    Targets other than class labels (regression values, multi-hot rows ``[N, C]``) have no
+    classes: the splits are then random, and ``shots`` counts examples in all.
     """
     y = np.asarray(y)
+    classes = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+    if not classes:
+        y = np.zeros(len(y), dtype=np.int64)  # one stratum
     pool = np.arange(len(y))
     test = np.array([], dtype=np.int64)
     if test_fraction != "rest":
         pool, test = stratified_split(y, float(test_fraction), seed, pool)
     pool, val = stratified_split(y, val_fraction, seed + 1, pool)
     if shots is not None:
-        train = k_shot(y, shots, seed + 2, pool)
+        train = k_shot(y, shots, seed + 2, pool, classes)
     elif fraction is not None:
         train = label_fraction(y, fraction, seed + 2, pool)
     else:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
@@ -24,6 +23,7 @@ from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TrainingDiverged, TransferkitError
 from transferkit.finetune.base import Batch, Phase, Strategy, all_parameters_phase
 from transferkit.model import TransferModel
+from transferkit.tasks import TaskType, task_for
 
 
 class EpochSampler(Sampler[int]):
@@ -130,15 +130,12 @@ def frozen_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     return out
 
 
-def check_labels(dataset: Dataset | None, num_classes: int, what: str) -> None:
+def check_labels(dataset: Dataset | None, task: TaskType, n_outputs: int | None, where: str) -> None:
+    """The dataset's targets suit ``task`` and a head of ``n_outputs`` (None: not known yet); else one
+    error sentence naming ``where`` (the data's file or name) and the fix."""
     if dataset is None or len(dataset) == 0:
         return
-    top = int(dataset.targets.max())
-    if top >= num_classes:
-        raise TransferkitError(
-            f"The {what} data has label {top} but the head has {num_classes} classes (0..{num_classes - 1}); "
-            f"set model.num_classes to {top + 1} or fix the labels."
-        )
+    task.check_targets(dataset.targets, n_outputs, where)
 
 
 class Trainer:
@@ -176,6 +173,7 @@ class Trainer:
         # dominate small models; step the optimizer itself then, and plain SGD as one update.
         plain_step = acc.scaler is None and self.s.grad_accum == 1
         weighter = getattr(acc.unwrap_model(model), "weighter", None)  # multi-task models carry one
+        tasks = acc.unwrap_model(model).tasks  # each head's task type gives its loss
         if weighter is not None and not plain_step:
             raise TransferkitError("Multi-task training runs without fp16 loss scaling or gradient accumulation; "
                                    "set train.mixed_precision to 'no' or 'bf16' and train.grad_accum to 1.")
@@ -188,7 +186,7 @@ class Trainer:
             with nullcontext() if plain_step else acc.accumulate(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
                 if weighter is None:
-                    terms = {"task": F.cross_entropy(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
+                    terms = {"task": task_for(tasks, batch.task).loss(out.logits, batch.targets)} | strategy.named_loss_terms(batch, out, model)
                     loss = self._total(terms, strategy.task_weight())
                     loss.backward() if plain_step else acc.backward(loss)
                 else:
@@ -219,7 +217,7 @@ class Trainer:
         from transferkit.multitask.gradients import aggregated_backward, shared_gram
         from transferkit.metrics.multitask import gram_cosines
 
-        losses = task_losses(out.logits, batch.targets)
+        losses = task_losses(out.logits, batch.targets, model.tasks)
         extra = strategy.named_loss_terms(batch, out, model)
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         total, weights = weighter(losses, features=out.features, last_shared=model.last_shared_parameters())

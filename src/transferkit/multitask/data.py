@@ -14,29 +14,24 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from transferkit.errors import TransferkitError
+from transferkit.tasks import TaskType, labelled
 
 MISSING = -1  # the class label of a row that belongs to another task
 
 
-def labelled(y: torch.Tensor) -> torch.Tensor:
-    """The rows that carry a label for this task. Shape: ``[N]`` bool."""
-    return ~torch.isnan(y) if y.is_floating_point() else y >= 0
-
-
-def task_losses(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per task, the mean loss over its labelled rows: cross-entropy for class targets, mean
-    squared error for float targets. Tasks without a labelled row in the batch are left out."""
+def task_losses(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                tasks: dict[str, TaskType]) -> dict[str, torch.Tensor]:
+    """Per task, the mean loss of its declared task type (``tasks``, e.g. the model's) over its
+    labelled rows. Tasks without a labelled row in the batch are left out."""
     out = {}
     for t, y in targets.items():
         keep = labelled(y)
         if not bool(keep.any()):
             continue
-        z, y = logits[t][keep], y[keep]
-        out[t] = F.mse_loss(z.squeeze(-1), y) if y.is_floating_point() else F.cross_entropy(z, y)
+        out[t] = tasks[t].loss(logits[t][keep], y[keep])
     return out
 
 
@@ -89,12 +84,12 @@ class AlternatingBatches(MixedBatches):
 
 
 class MultiTaskArrays(Dataset):
-    """Inputs ``x`` with a target array per task: integer targets are classes (cross-entropy),
-    float targets are regression values (mean squared error); ``-1`` / NaN marks a row without a
-    label for that task. Indexes by whole batches.
+    """Inputs ``x`` with a target array per task: integer class indices, or floats (regression
+    values, multi-hot rows); ``-1`` / NaN marks a row without a label for that task. The model's
+    task types say which loss each task gets. Indexes by whole batches.
 
     Shape:
-        x: ``[N, ...]``; targets: ``{task: [N]}``.
+        x: ``[N, ...]``; targets: ``{task: [N]}`` (``[N, C]`` for multi-hot rows or several values).
     """
 
     batch_indexable = True
@@ -126,7 +121,8 @@ class MultiTaskArrays(Dataset):
         targets, start, total = {}, 0, sum(len(x) for x in xs)
         for (task, (_, y)), x in zip(tasks.items(), xs):
             y = torch.as_tensor(np.asarray(y))
-            full = torch.full((total,), float("nan")) if y.is_floating_point() else torch.full((total,), MISSING)
+            shape = (total, *y.shape[1:])
+            full = torch.full(shape, float("nan")) if y.is_floating_point() else torch.full(shape, MISSING)
             full[start:start + len(x)] = y.to(full.dtype)
             targets[task], start = full, start + len(x)
         return cls(torch.cat(xs), targets, name=name, batches=batches)
