@@ -145,6 +145,14 @@ class ContinualConfig(_Strict):
     deterministic: bool = False  # torch deterministic algorithms (bit-identical resumes on GPU too)
     compare: ContinualCompare = ContinualCompare()
 
+    @field_validator("model")
+    @classmethod
+    def _streams_are_classification(cls, model: ModelConfig) -> ModelConfig:
+        if model.task != "classification":
+            raise TransferkitError(f"continual streams are class-labelled, so model.task must be 'classification' "
+                                   f"(got '{model.task}'); remove the key.")
+        return model
+
 
 class MultitaskData(_Strict):
     kind: Literal["multimnist", "domains"] = "domains"  # two digits per image, or one task per dataset domain

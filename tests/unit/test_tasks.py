@@ -185,6 +185,47 @@ def test_a_multilabel_run_trains_with_bce_and_predicts_label_sets(tmp_path):
     assert rows[0]["prediction"] == ";".join(str(i) for i in range(3) if z[i] > 0)
 
 
+def test_cached_features_keep_whole_number_ratings_as_regression_values():
+    """Star ratings 1.0 / 5.0 are values, not classes: feature extraction keeps them float32 (an
+    ArrayDataset built without the task turned whole-number floats into int64 class labels)."""
+    from transferkit.backbones import create_backbone
+    from transferkit.data.datasets import ArrayDataset, Subset, TextDataset
+    from transferkit.finetune.feature_extraction import extract_features
+    from transferkit.heads import create_head
+    from transferkit.model import TransferModel
+
+    y = np.array([1.0, 5.0, 4.0, 2.0], np.float32)
+    ds = Subset(ArrayDataset(np.zeros((4, 3), np.float32), y, task="regression"), np.array([3, 0, 1]))
+    model = TransferModel(create_backbone("mlp", in_features=3, hidden=(2,)), create_head("linear", 2, 1))
+    feats = extract_features(model, ds)
+    assert feats.targets.dtype == np.float32 and feats.targets.tolist() == [2.0, 1.0, 5.0] and feats.task == "regression"
+    text = TextDataset(["good", "bad"], np.array([5.0, 1.0], np.float32), task="regression")
+    assert text[0][1].dtype == torch.float32 and float(text[0][1]) == 5.0
+    assert ArrayDataset(np.zeros((2, 3)), np.array([1.0, 2.0])).targets.dtype == np.int64  # classes stay classes
+
+
+def test_named_datasets_give_the_targets_of_the_task(shared_data):
+    from transferkit.data import load_dataset
+
+    books = load_dataset("amazon_reviews:books", task="regression")
+    assert books.targets.dtype == np.float32 and sorted(np.unique(books.targets)) == [1.0, 2.0, 4.0, 5.0]
+    sentiment = load_dataset("amazon_reviews:books")
+    assert ((books.targets > 3) == (sentiment.targets == 1)).all()  # 4-5 stars positive, 1-2 negative
+    test = load_dataset("multimnist:test", task="multilabel")
+    assert test.x.shape == (5000, 1, 28, 28) and test.targets.shape == (5000, 10)
+    assert set(test.targets.sum(1).tolist()) <= {1.0, 2.0} and test.targets.sum(1).mean() > 1.8  # two digits, rarely equal
+    from transferkit.multitask.datasets import multi_mnist
+
+    d = np.load(shared_data / "mnist" / "mnist.npz")
+    same = multi_mnist(d["x_test"], d["y_test"], 5000, seed=1)  # the multi-task benchmark's test images
+    torch.testing.assert_close(test.x, same.x)
+    assert (test.targets[np.arange(5000), same.targets["left"].numpy()] == 1).all()
+    with pytest.raises(TransferkitError, match="has targets for model.task 'multilabel', not 'classification'"):
+        load_dataset("multimnist:test")
+    with pytest.raises(TransferkitError, match="'classification' or 'regression', not 'multilabel'"):
+        load_dataset("amazon_reviews:books", task="multilabel")
+
+
 def test_a_float_target_file_for_a_classifier_is_refused_naming_the_file(tmp_path):
     from transferkit import api
 
@@ -220,6 +261,47 @@ def test_multitask_evaluation_comes_from_the_models_tasks_without_a_weighter():
     km = ~torch.isnan(m).any(1)
     assert out["val/m/mAP"] == pytest.approx(average_precision_score(m[km].numpy(), z["m"][km].numpy()))
     assert out["val/loss"] == pytest.approx(out["val/c/loss"] + out["val/v/loss"] + out["val/m/loss"])
+
+
+def test_joint_trains_a_regression_source_head_with_the_regression_loss(tmp_path):
+    from transferkit.backbones import create_backbone
+    from transferkit.finetune.base import Batch
+    from transferkit.finetune.joint import Joint, draw_batch
+    from transferkit.heads import create_head
+    from transferkit.model import TransferModel
+
+    source = _npz(tmp_path, lambda x: (3 * x[:, 0]).astype(np.float32), n=20)
+    torch.manual_seed(0)
+    model = TransferModel(create_backbone("mlp", in_features=8, hidden=(4,)), create_head("linear", 4, 1),
+                          task_type=Regression())
+    joint = Joint(source=str(source), weight=0.25, batch_size=5)
+    joint.prepare_model(model)
+    assert model.heads["source"][-1].out_features == 1 and joint._data.targets.dtype == np.float32
+    x = torch.randn(3, 8)
+    term = joint.loss_terms(Batch(x, torch.zeros(3)), model(x), model)["source"]
+    xs, ys = draw_batch(joint._data, 5, 0, 0, torch.device("cpu"))
+    torch.testing.assert_close(term, 0.25 * ((model(xs, task="source").logits[:, 0] - ys) ** 2).mean())
+    from transferkit.config import ContinualConfig, parse_config
+
+    with pytest.raises(TransferkitError, match="config key 'model': continual streams are class-labelled"):
+        parse_config({"model": {"task": "regression"}}, schema=ContinualConfig)
+
+
+def test_a_multitask_config_declares_each_tasks_type():
+    from transferkit.config import MultitaskConfig, parse_config
+    from transferkit.multitask.data import MultiTaskArrays
+    from transferkit.multitask.run import outputs, task_types
+
+    cfg = parse_config({"model": {"tasks": {"v": {"task": "regression", "task_args": {"loss": "l1"}}}}},
+                       schema=MultitaskConfig)
+    types = task_types(cfg, ["c", "v"])
+    assert (types["c"].name, types["v"].name, types["v"].loss_name) == ("classification", "regression", "l1")
+    data = MultiTaskArrays(torch.zeros(4, 2), {"c": torch.tensor([0, 2, -1, 1]), "v": torch.tensor([0.5, 1.0, 2.0, 3.5])})
+    assert outputs(data, types) == {"c": 3, "v": 1}
+    with pytest.raises(TransferkitError, match="Task 'v' of the multi-task data holds float targets such as 0.5"):
+        outputs(data, task_types(parse_config({}, schema=MultitaskConfig), ["c", "v"]))
+    with pytest.raises(TransferkitError, match="config key 'model.tasks.v.task': Unknown task 'regresion'"):
+        parse_config({"model": {"tasks": {"v": {"task": "regresion"}}}}, schema=MultitaskConfig)
 
 
 def test_kd_distils_a_regressor_with_mse_and_a_multilabel_teacher_per_label():
