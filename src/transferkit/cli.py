@@ -29,6 +29,7 @@ class Family(str, Enum):
     heads = "heads"
     continual = "continual"
     weighters = "weighters"
+    tasks = "tasks"
 
 
 @app.callback()
@@ -85,16 +86,17 @@ def predict(
 
 @app.command("list")
 def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> None:
-    """List the registered backbones, strategies, heads or datasets."""
+    """List the registered backbones, strategies, heads, datasets, continual methods, weighters or task types."""
     from transferkit.backbones import BACKBONES
     from transferkit.continual import CONTINUAL
     from transferkit.data import DATASETS
     from transferkit.finetune import STRATEGIES
     from transferkit.heads import HEADS
     from transferkit.multitask import WEIGHTERS
+    from transferkit.tasks import TASKS
 
     registry = {"backbones": BACKBONES, "strategies": STRATEGIES, "datasets": DATASETS, "heads": HEADS,
-                "continual": CONTINUAL, "weighters": WEIGHTERS}[family.value]
+                "continual": CONTINUAL, "weighters": WEIGHTERS, "tasks": TASKS}[family.value]
     table = Table(title=family.value)
     table.add_column("name")
     table.add_column("description")
