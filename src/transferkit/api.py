@@ -21,9 +21,10 @@ from transferkit.engine.evaluate import evaluate, predict_logits
 from transferkit.engine.trainer import Trainer, check_labels
 from transferkit.errors import TransferkitError
 from transferkit.finetune import Strategy, create_strategy
-from transferkit.finetune.saved import build_model, load_model
+from transferkit.finetune.saved import build_model, load_model, task_type
 from transferkit.model import TransferModel
 from transferkit.report import run_report
+from transferkit.tasks import TaskType
 
 
 @dataclass
@@ -34,20 +35,29 @@ class Prepared:
     train: Dataset
     val: Dataset | None
     test: Dataset | None
-    num_classes: int
+    num_classes: int  # the head's outputs: classes, or target columns for regression
     model: TransferModel
     strategy: Strategy
 
 
 def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]:
-    d = cfg.data
-    full = load_dataset(d.dataset, d.data_dir, d.image_size, d.channels)
+    """Train / validation / test data with the targets of ``model.task``, each file checked against
+    the task before it is split."""
+    d, task = cfg.data, task_type(cfg)
+    full = _load_checked(d.dataset, cfg, task)
     test_frac = 0.0 if d.test else d.test_fraction
     sp = make_splits(full.targets, seed=d.seed, val_fraction=d.val_fraction, test_fraction=test_frac,
                      shots=d.shots, fraction=d.label_fraction)
-    test = load_dataset(d.test, d.data_dir, d.image_size, d.channels) if d.test else (
-        Subset(full, sp.test) if len(sp.test) else None)
+    test = _load_checked(d.test, cfg, task) if d.test else (Subset(full, sp.test) if len(sp.test) else None)
     return Subset(full, sp.train), (Subset(full, sp.val) if len(sp.val) else None), test
+
+
+def _load_checked(spec: str, cfg: RunConfig, task: TaskType) -> Dataset:
+    """``spec`` read with the targets of ``task`` and checked against it (errors name ``spec``)."""
+    d = cfg.data
+    ds = load_dataset(spec, d.data_dir, d.image_size, d.channels, task=task.name)
+    check_labels(ds, task, None, f"'{spec}'")
+    return ds
 
 
 def _check_input_kind(backbone_kind: str, data_kind: str, cfg: RunConfig) -> None:
@@ -61,13 +71,14 @@ def _check_input_kind(backbone_kind: str, data_kind: str, cfg: RunConfig) -> Non
 def prepare(cfg: RunConfig) -> Prepared:
     """Load and split the data, build model and strategy, check labels: fail here, not mid-training."""
     train, val, test = build_data(cfg)
+    task, d = task_type(cfg), cfg.data
     seen = [ds.targets for ds in (train, val, test) if ds is not None and len(ds)]
-    num_classes = cfg.model.num_classes or int(max(t.max() for t in seen)) + 1
+    num_classes = cfg.model.num_classes or max(task.outputs(t) for t in seen)
+    for ds, spec in ((train, d.dataset), (val, d.dataset), (test, d.test or d.dataset)):
+        check_labels(ds, task, num_classes, f"'{spec}'")
     strategy = create_strategy(cfg.strategy.name, **cfg.strategy.args)
     model = build_model(cfg, num_classes)
     _check_input_kind(model.backbone.input_kind, train.kind, cfg)
-    for ds, what in ((train, "training"), (val, "validation"), (test, "test")):
-        check_labels(ds, num_classes, what)
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": num_classes})})
     return Prepared(cfg, train, val, test, num_classes, model, strategy)
 
@@ -159,14 +170,15 @@ class Run:
     model: TransferModel
 
     def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities for a tensor/array batch, a list of strings, or a Dataset.
+        """For a tensor/array batch, a list of strings, or a Dataset: class probabilities
+        (classification), each label's probability (multilabel) or the predicted values (regression).
 
         Shape:
-            returns ``[N, C]``.
+            returns ``[N, C]`` (``[N, k]`` values).
         """
         ds = inputs if isinstance(inputs, Dataset) else _as_dataset(inputs)
         logits, _ = predict_logits(self.model, ds, batch_size)
-        return torch.softmax(logits, -1).numpy()
+        return self.model.task_type.scores(logits).numpy()
 
 
 def _as_dataset(inputs) -> Dataset:
@@ -190,10 +202,9 @@ def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
         if ds is None:
             raise TransferkitError(f"Run '{run_dir}' has no test split; pass --data with a dataset to evaluate on.")
     else:
-        d = run.cfg.data
-        ds = load_dataset(data, d.data_dir, d.image_size, d.channels)
+        ds = _load_checked(data, run.cfg, run.model.task_type)
     _check_input_kind(run.model.backbone.input_kind, ds.kind, run.cfg)
-    check_labels(ds, run.cfg.model.num_classes, "evaluation")
+    check_labels(ds, run.model.task_type, run.cfg.model.num_classes, f"'{data or run.cfg.data.dataset}'")
     return {"examples": len(ds)} | evaluate(run.model, ds, run.cfg.train.eval_batch_size)
 
 
@@ -238,11 +249,21 @@ def _image_files_dataset(files: list[Path], cfg: RunConfig) -> Dataset:
 
 
 def predict(run_dir: str | Path, inputs: str | Path) -> list[dict]:
-    """One row per input: id, predicted class (index and name), confidence."""
+    """One row per input: its id and the prediction of the run's task type. Classification: the
+    class (index and name) and its probability; multilabel: the predicted labels (indices and names,
+    ``;``-separated; those with probability > 0.5); regression: the value (``;``-separated for several)."""
     run = load_run(run_dir)
     ids, ds = read_inputs(inputs, run)
-    probs = run.predict(ds)
+    logits, _ = predict_logits(run.model, ds)
+    task = run.model.task_type
+    scores, preds = task.scores(logits).numpy(), task.predict(logits).numpy()
     summary = run.run_dir / "summary.json"
     names = json.loads(summary.read_text()).get("class_names") if summary.is_file() else None
-    return [{"input": i, "prediction": int(p.argmax()), "class": (names[int(p.argmax())] if names else str(int(p.argmax()))),
-             "confidence": round(float(p.max()), 4)} for i, p in zip(ids, probs)]
+    name = (lambda c: names[c] if names else str(c))
+    if task.name == "regression":
+        return [{"input": i, "prediction": ";".join(f"{v:.4f}" for v in np.atleast_1d(p))} for i, p in zip(ids, preds)]
+    if task.name == "multilabel":
+        return [{"input": i, "prediction": ";".join(str(c) for c in np.flatnonzero(p)),
+                 "class": ";".join(name(int(c)) for c in np.flatnonzero(p))} for i, p in zip(ids, preds)]
+    return [{"input": i, "prediction": int(p), "class": name(int(p)), "confidence": round(float(s.max()), 4)}
+            for i, p, s in zip(ids, preds, scores)]

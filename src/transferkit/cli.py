@@ -30,6 +30,7 @@ class Family(str, Enum):
     heads = "heads"
     continual = "continual"
     weighters = "weighters"
+    tasks = "tasks"
 
 
 @app.callback()
@@ -71,12 +72,12 @@ def predict(
     inputs: Annotated[Path, typer.Argument(help=".npz with x, an image file/folder, or a .txt/.csv/.jsonl of texts.")],
     out: Annotated[Optional[Path], typer.Option(help="Write the predictions as CSV here (default: stdout).")] = None,
 ) -> None:
-    """Predict classes for new inputs with a trained run."""
+    """Predict classes, label sets or values (the run's task type) for new inputs with a trained run."""
     from transferkit.api import predict as api_predict
 
     rows = api_predict(run_dir, inputs)
     fh = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
-    writer = csv.DictWriter(fh, fieldnames=["input", "prediction", "class", "confidence"])
+    writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["input", "prediction"])
     writer.writeheader()
     writer.writerows(rows)
     if out:
@@ -92,9 +93,10 @@ def list_tables(family: str, width: int = WIDTH) -> list[Table]:
     from transferkit.finetune import STRATEGIES
     from transferkit.heads import HEADS
     from transferkit.multitask import WEIGHTERS
+    from transferkit.tasks import TASKS
 
     registry = {"backbones": BACKBONES, "strategies": STRATEGIES, "datasets": DATASETS, "heads": HEADS,
-                "continual": CONTINUAL, "weighters": WEIGHTERS}[family]
+                "continual": CONTINUAL, "weighters": WEIGHTERS, "tasks": TASKS}[family]
     rows = []
     for name in registry.names():
         desc = registry.describe(name)
@@ -106,7 +108,7 @@ def list_tables(family: str, width: int = WIDTH) -> list[Table]:
 
 @app.command("list")
 def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> None:
-    """List the registered backbones, strategies, heads or datasets."""
+    """List the registered backbones, strategies, heads, datasets, continual methods, weighters or task types."""
     for table in list_tables(family.value, console.width):
         console.print(table)
 

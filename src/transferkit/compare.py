@@ -88,6 +88,9 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
     """
     console = console or Console()
     cfg = base if isinstance(base, RunConfig) else parse_config(base)
+    if cfg.model.task != "classification":
+        raise TransferkitError(f"compare reports test accuracy per label budget, so it needs model.task "
+                               f"'classification' (got '{cfg.model.task}'); train each strategy with `transferkit train`.")
     strategies = strategies if strategies is not None else cfg.compare.strategies
     shots = shots if shots is not None else [None if k == "all" else k for k in cfg.compare.shots]
     seeds = seeds if seeds is not None else cfg.compare.seeds

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from transferkit.errors import TransferkitError, did_you_mean
+from transferkit.tasks import TASKS, create_task, metric_mode
 
 
 def _takes_bool(ann: Any) -> bool:
@@ -41,10 +42,28 @@ class _Strict(BaseModel):
         return value
 
 
+class _TaskChoice(_Strict):
+    task: str = "classification"  # what the head predicts: classification | multilabel | regression
+    task_args: dict[str, Any] = {}  # arguments of the task type, e.g. {loss: l1} for regression
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        TASKS.get(name)  # an unknown name fails with a did-you-mean
+        return name
+
+    @field_validator("task_args")
+    @classmethod
+    def _task_args_fit(cls, args: dict, info: ValidationInfo) -> dict:
+        if "task" in info.data:  # a valid task name (declared above)
+            create_task(info.data["task"], **args)
+        return args
+
+
 class DataConfig(_Strict):
     dataset: str  # "name:domain" from `transferkit list datasets`, or a path (.npz, image folder, .csv/.jsonl)
     test: str | None = None  # a separate test dataset; None: split one off `dataset`
-    shots: int | None = Field(None, ge=1)  # labelled training examples per class (None: all)
+    shots: int | None = Field(None, ge=1)  # labelled training examples per class (None: all); class labels only (else label_fraction)
     label_fraction: float | None = Field(None, gt=0, le=1)  # or a stratified fraction of the labels
     val_fraction: float = Field(0.1, ge=0, lt=1)  # held out for validation / early stopping
     test_fraction: float | Literal["rest"] = 0.2  # "rest": every example not used for training or validation
@@ -54,13 +73,13 @@ class DataConfig(_Strict):
     data_dir: str | None = None  # folder with named external datasets (else $TRANSFERKIT_DATA)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(_TaskChoice):  # with task, task_args (above)
     backbone: str = "small_cnn"  # a name from `transferkit list backbones`, or timm/<model>
     weights: str | None = None  # weights file / HF folder / "imagenet"; None = random init
     backbone_args: dict[str, Any] = {}  # keyword arguments of the backbone
     head: str = "linear"  # a name from `transferkit list heads`
     head_args: dict[str, Any] = {}  # keyword arguments of the head
-    num_classes: int | None = Field(None, ge=2)  # None: inferred from the labels
+    num_classes: int | None = Field(None, ge=1)  # head outputs: classes, or target columns for regression (None: from the targets)
 
 
 class StrategyConfig(_Strict):
@@ -80,8 +99,8 @@ class TrainSettings(_Strict):
     grad_accum: int = Field(1, ge=1)  # batches per optimizer step (an epoch ends with a shorter window)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: GPU when there is one
     seed: int = 0  # weights, shuffling and dropout
-    monitor: str = "val/accuracy"  # metric for early stopping and the best checkpoint
-    mode: Literal["max", "min"] = "max"  # whether a larger monitor value is better
+    monitor: str = "val/accuracy"  # metric for early stopping and the best checkpoint (a run's default: its task's)
+    mode: Literal["max", "min"] = "max"  # whether a larger monitor value is better (a run's default: min for loss/mae/mse)
     patience: int | None = Field(None, ge=1)  # bad epochs before a phase stops (the next one runs; None: never)
     restore_best: bool = True  # end with the best checkpoint's weights (when there is validation data)
     num_workers: int = Field(0, ge=0)  # DataLoader worker processes
@@ -109,6 +128,17 @@ class RunConfig(_Strict):
     strategy: StrategyConfig = StrategyConfig()
     train: TrainSettings = TrainSettings()
     compare: CompareConfig = CompareConfig()  # used by `transferkit compare` only
+
+    @model_validator(mode="after")
+    def _monitor_follows_the_task(self):
+        """Unless set, train.monitor is the task's metric (val/accuracy, val/mAP, val/mae) and
+        train.mode follows the monitor (min for a loss or an error)."""
+        given = self.train.model_fields_set
+        monitor = self.train.monitor if "monitor" in given else create_task(self.model.task, **self.model.task_args).monitor
+        mode = self.train.mode if "mode" in given else metric_mode(monitor)
+        if (monitor, mode) != (self.train.monitor, self.train.mode):
+            self.train = self.train.model_copy(update={"monitor": monitor, "mode": mode})
+        return self
 
 
 class StreamConfig(_Strict):
@@ -141,6 +171,14 @@ class ContinualConfig(_Strict):
     deterministic: bool = False  # torch deterministic algorithms (bit-identical resumes on GPU too)
     compare: ContinualCompare = ContinualCompare()
 
+    @field_validator("model")
+    @classmethod
+    def _streams_are_classification(cls, model: ModelConfig) -> ModelConfig:
+        if model.task != "classification":
+            raise TransferkitError(f"continual streams are class-labelled, so model.task must be 'classification' "
+                                   f"(got '{model.task}'); remove the key.")
+        return model
+
 
 class MultitaskData(_Strict):
     kind: Literal["multimnist", "domains"] = "domains"  # two digits per image, or one task per dataset domain
@@ -159,7 +197,12 @@ class MultitaskData(_Strict):
     data_dir: str | None = None  # folder with named external datasets (else $TRANSFERKIT_DATA)
 
 
-class MultitaskModel(_Strict):
+class TaskSpec(_TaskChoice):
+    """One task's type in a multi-task model (task, task_args as above)."""
+
+
+class MultitaskModel(_TaskChoice):  # task, task_args: every task's type unless `tasks` names it
+    tasks: dict[str, TaskSpec] = {}  # per task (head): {value: {task: regression, task_args: {loss: l1}}}
     arch: Literal["hard", "mmoe", "cross_stitch"] = "hard"  # hard sharing, mixture of experts, cross-stitch units
     arch_args: dict[str, Any] = {}  # mmoe: experts, expert_width; cross_stitch: keep
     backbone: str = "mlp"  # the shared network (a name from `transferkit list backbones`)
@@ -202,6 +245,8 @@ def _explain(err: ValidationError, source: str, schema: type[BaseModel] = RunCon
         )
     if e["type"] == "missing":
         return TransferkitError(f"{source}: config key '{key}' is required; add it.")
+    if e["type"] == "value_error" and isinstance(e.get("ctx", {}).get("error"), TransferkitError):
+        return TransferkitError(f"{source}: config key '{key}': {e['ctx']['error']}")
     msg = str(e["msg"]).removeprefix("Value error, ")
     return TransferkitError(f"{source}: config key '{key}': {msg}; got {e.get('input')!r}.")
 

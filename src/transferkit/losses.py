@@ -1,36 +1,37 @@
 """The task losses of a batch: what the trainer hands to ``Strategy.backward``.
 
-One head: ``{"task": cross-entropy}``. A multi-task output (``logits`` is a ``{task: [B, C_t]}``
-dict): per task, the mean loss over the rows labelled for it (cross-entropy for class targets,
-mean squared error for float targets; ``-1`` / NaN marks a row without a label for that task).
+Each loss is that of the head's task type (``model.tasks``; see ``transferkit.tasks``): cross-entropy,
+binary cross-entropy per label, or MSE / L1. One head: ``{"task": loss}``. A multi-task output
+(``logits`` is a ``{task: [B, C_t]}`` dict): per task, the mean loss of its declared type over the rows
+labelled for it (``-1`` / NaN marks a row without a label for that task).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from transferkit.tasks import TaskType, labelled, task_for
+
+__all__ = ["labelled", "losses_per_task", "task_losses"]
 
 
-def labelled(y: torch.Tensor) -> torch.Tensor:
-    """The rows that carry a label for this task. Shape: ``[N]`` bool."""
-    return ~torch.isnan(y) if y.is_floating_point() else y >= 0
-
-
-def losses_per_task(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per task, the mean loss over its labelled rows: cross-entropy for class targets, mean
-    squared error for float targets. Tasks without a labelled row in the batch are left out."""
+def losses_per_task(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                    tasks: dict[str, TaskType]) -> dict[str, torch.Tensor]:
+    """Per task, the mean loss of its declared task type (``tasks``, e.g. the model's) over its
+    labelled rows. Tasks without a labelled row in the batch are left out."""
     out = {}
     for t, y in targets.items():
         keep = labelled(y)
         if not bool(keep.any()):
             continue
-        z, y = logits[t][keep], y[keep]
-        out[t] = F.mse_loss(z.squeeze(-1), y) if y.is_floating_point() else F.cross_entropy(z, y)
+        out[t] = tasks[t].loss(logits[t][keep], y[keep])
     return out
 
 
-def task_losses(out, targets) -> dict[str, torch.Tensor]:
-    """The losses of a model output ``out`` (``.logits``) against ``targets``, keyed by task."""
+def task_losses(out, targets, tasks: dict[str, TaskType], head: str | None = None) -> dict[str, torch.Tensor]:
+    """The losses of a model output ``out`` (``.logits``) against ``targets``, keyed by task, each
+    from its task type in ``tasks`` (the model's); ``head`` is the head a single-head batch trains
+    (None: the model's first)."""
     if isinstance(out.logits, dict):
-        return losses_per_task(out.logits, targets)
-    return {"task": F.cross_entropy(out.logits, targets)}
+        return losses_per_task(out.logits, targets, tasks)
+    return {"task": task_for(tasks, head).loss(out.logits, targets)}

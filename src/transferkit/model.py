@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from transferkit.backbones import Backbone
+from transferkit.tasks import Classification, TaskType
 
 
 @dataclass
@@ -23,16 +24,24 @@ class Output:
 
 
 class TransferModel(nn.Module):
-    """A backbone plus named heads (``"main"`` for a single task).
+    """A backbone plus named heads (``"main"`` for a single task), all of one task type
+    (``task_type``, default classification; see ``transferkit.tasks``).
 
     ``forward(x, task=None, precomputed=False)``: with ``precomputed=True`` the input is
     already a feature batch (cached features) and the backbone is skipped.
     """
 
-    def __init__(self, backbone: Backbone, heads: dict[str, nn.Module] | nn.Module) -> None:
+    def __init__(self, backbone: Backbone, heads: dict[str, nn.Module] | nn.Module,
+                 task_type: TaskType | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.heads = nn.ModuleDict(heads if isinstance(heads, dict) else {"main": heads})
+        self.task_type = task_type or Classification()
+
+    @property
+    def tasks(self) -> dict[str, TaskType]:
+        """Each head's task type: the trainer's loss and the evaluation's metrics come from it."""
+        return {head: self.task_type for head in self.heads}
 
     @property
     def default_task(self) -> str:

@@ -92,7 +92,8 @@ def test_a_resumed_multitask_run_keeps_the_weighters_state(tmp_path, name):
 
     def run(out, epochs, resume=False):
         torch.manual_seed(0)
-        model = HardSharing(create_backbone("mlp", in_features=6, hidden=(8,)), {"sign": 2, "value": 1})
+        model = HardSharing(create_backbone("mlp", in_features=6, hidden=(8,)), {"sign": 2, "value": 1},
+                            tasks={"value": "regression"})
         model.weighter = create_weighter(name, ["sign", "value"])
         s = settings(epochs=epochs, batch_size=64, lr=0.05)
         out.mkdir(exist_ok=True)

@@ -216,7 +216,8 @@ def test_every_weighter_trains_a_shared_model_through_the_trainer(name):
     from transferkit.multitask.step import MultiTaskStep
 
     torch.manual_seed(0)
-    model = HardSharing(create_backbone("mlp", in_features=6, hidden=(16, 16)), {"sign": 2, "value": 1})
+    model = HardSharing(create_backbone("mlp", in_features=6, hidden=(16, 16)), {"sign": 2, "value": 1},
+                        tasks={"value": "regression"})
     args = {"weights": {"sign": 1.0, "value": 0.5}} if name == "fixed" else (
         {"tasks": ["sign", "value"]} if name in ("uncertainty", "dwa", "gradnorm") else {})
     model.weighter = WEIGHTERS.build(name, **args)
@@ -350,13 +351,25 @@ def test_uncertainty_log_variances_settle_where_each_likelihood_peaks():
     torch.testing.assert_close(w.log_vars.detach(), torch.tensor([math.log(1.6), math.log(3.0)]), atol=1e-4, rtol=0)
 
 
-def test_multitask_runs_give_the_weighter_each_tasks_type():
-    from transferkit.runs.multitask import task_types
+def test_multitask_runs_give_the_weighter_each_tasks_declared_type(tmp_path, monkeypatch):
+    from transferkit.config import MultitaskConfig, parse_config
     from transferkit.multitask.weighters import create_weighter
+    from transferkit.runs import multitask as run
 
     data = _two_task_data(8)
-    assert task_types(data) == {"sign": "classification", "value": "regression"}
-    w = create_weighter("uncertainty", list(data.targets), task_types(data))
+    cfg = parse_config({"model": {"backbone_args": {"in_features": 6, "hidden": [4]},
+                                  "tasks": {"value": {"task": "regression"}}},
+                        "train": {"epochs": 1, "batch_size": 8, "device": "cpu"}}, schema=MultitaskConfig)
+    given = {}
+
+    def spy(name, tasks, task_types=None, **args):
+        given["types"] = task_types
+        return create_weighter(name, tasks, task_types, **args)
+
+    monkeypatch.setattr(run, "create_weighter", spy)
+    run.train_one(cfg, (data, data, data), "uncertainty", {}, 0, tmp_path / "run", progress=False)
+    assert given["types"] == {"sign": "classification", "value": "regression"}  # model.tasks, as declared
+    w = create_weighter("uncertainty", list(data.targets), given["types"])
     _, weights = w({"sign": torch.tensor(1.0), "value": torch.tensor(1.0)})
     assert weights == {"sign": 1.0, "value": 0.5}
     with pytest.raises(TransferkitError, match="'task_types' names the unknown task 'other'"):

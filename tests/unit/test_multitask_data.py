@@ -29,11 +29,30 @@ def test_tasks_from_different_datasets_are_concatenated_with_their_own_labels_on
 
 
 def test_task_losses_use_each_tasks_labelled_rows_and_skip_absent_tasks():
+    from transferkit.tasks import Classification, Regression
+
     logits = {"a": torch.randn(4, 3), "b": torch.randn(4, 1)}
     targets = {"a": torch.tensor([0, -1, 2, -1]), "b": torch.tensor([float("nan")] * 4)}
-    losses = task_losses(logits, targets)
+    losses = task_losses(logits, targets, {"a": Classification(), "b": Regression()})
     assert set(losses) == {"a"}
     torch.testing.assert_close(losses["a"], torch.nn.functional.cross_entropy(logits["a"][[0, 2]], torch.tensor([0, 2])))
+
+
+def test_task_losses_follow_each_tasks_declared_type_not_the_targets_dtype():
+    """Float multi-hot targets declared multilabel get BCE (the dtype alone picked MSE); float values
+    declared regression with loss l1 get the mean absolute error over the labelled rows."""
+    from transferkit.tasks import Multilabel, Regression
+
+    g = torch.Generator().manual_seed(0)
+    logits = {"tags": torch.randn(4, 3, generator=g), "price": torch.randn(4, 1, generator=g)}
+    tags = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [float("nan")] * 3, [0.0, 1.0, 0.0]])
+    price = torch.tensor([2.0, float("nan"), -1.0, 0.5])
+    losses = task_losses(logits, {"tags": tags, "price": price}, {"tags": Multilabel(), "price": Regression(loss="l1")})
+    z, y = logits["tags"][[0, 1, 3]], tags[[0, 1, 3]]
+    by_hand = -(y * torch.log(torch.sigmoid(z)) + (1 - y) * torch.log(1 - torch.sigmoid(z))).mean()
+    torch.testing.assert_close(losses["tags"], by_hand)
+    p = logits["price"][[0, 2, 3], 0]
+    torch.testing.assert_close(losses["price"], (p - torch.tensor([2.0, -1.0, 0.5])).abs().mean())
 
 
 def test_mixed_batches_hold_every_task_and_alternating_batches_one_task_in_turn():

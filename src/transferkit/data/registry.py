@@ -1,7 +1,9 @@
 """Named datasets: embedded in the package, or read from a data directory.
 
 A dataset spec is ``name:domain`` (see ``transferkit list datasets``) or a path to an
-``.npz`` file, an image folder, or a CSV/JSONL text file.
+``.npz`` file, an image folder, or a CSV/JSONL text file. The task type (``model.task``) says
+which targets are read: class labels, values (regression) or multi-hot rows (multilabel); a named
+dataset lists the task types it has targets for.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from transferkit.data.datasets import ArrayDataset, ImageFolderDataset, TextDataset, load_npz, load_text_file
+from transferkit.data.multimnist import SEEDS, SIZES, draw_pairs, multi_hot, read_mnist_split
 from transferkit.errors import TransferkitError, did_you_mean
 from transferkit.registry import Registry
 
@@ -26,12 +29,14 @@ DATA_ENV = "TRANSFERKIT_DATA"
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A named dataset: its domains, where it lives and how to load one domain."""
+    """A named dataset: its domains, where it lives, how to load one domain for a task type
+    (``loader(domain, root, task)``) and the task types it has targets for."""
 
     domains: tuple[str, ...]
-    loader: Callable[[str, Path], Dataset]
+    loader: Callable[[str, Path, str], Dataset]
     relpath: str | None  # file under the data directory; None = embedded in the package
     description: str
+    tasks: tuple[str, ...] = ("classification",)
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -46,31 +51,46 @@ def _embedded_path(filename: str) -> Path:
     return Path(str(resources.files("transferkit.data") / "embedded" / filename))
 
 
-def _mnist_usps(domain: str, root: Path) -> Dataset:
+def _mnist_usps(domain: str, root: Path, task: str) -> Dataset:
     d = np.load(_embedded_path("mnist_usps.npz"))
     return ArrayDataset(d[f"x_{domain}"], d[f"y_{domain}"], name=f"mnist_usps:{domain}", class_names=[str(i) for i in range(10)])
 
 
-def _mnist(domain: str, root: Path) -> Dataset:
+def _mnist(domain: str, root: Path, task: str) -> Dataset:
     d = np.load(root / "mnist" / "mnist.npz")
     return ArrayDataset(d[f"x_{domain}"], d[f"y_{domain}"], name=f"mnist:{domain}", class_names=[str(i) for i in range(10)])
 
 
-def _office_caltech(domain: str, root: Path) -> Dataset:
+def _office_caltech(domain: str, root: Path, task: str) -> Dataset:
     d = np.load(root / "office_caltech10_surf" / "office_caltech10_surf.npz")
     x = d[f"x_{domain}"].astype(np.float32)
     return ArrayDataset(x, d[f"y_{domain}"], name=f"office_caltech10_surf:{domain}", class_names=list(d["class_names"]))
 
 
-def _amazon(domain: str, root: Path) -> Dataset:
+def _amazon(domain: str, root: Path, task: str) -> Dataset:
+    """Sentiment (0 negative, 1 positive) for classification; the star rating (1, 2, 4 or 5) for regression."""
     with gzip.open(root / "amazon_reviews" / "amazon_reviews.jsonl.gz", "rt", encoding="utf-8") as f:
         rows = [r for r in map(json.loads, f) if r["domain"] == domain]
-    return TextDataset([r["text"] for r in rows], [r["label"] for r in rows], name=f"amazon_reviews:{domain}",
+    texts = [r["text"] for r in rows]
+    if task == "regression":
+        return TextDataset(texts, np.array([r["rating"] for r in rows], dtype=np.float32),
+                           name=f"amazon_reviews:{domain}", task=task)
+    return TextDataset(texts, [r["label"] for r in rows], name=f"amazon_reviews:{domain}",
                        class_names=["negative", "positive"])
 
 
-def _register(name: str, domains: tuple[str, ...], loader, relpath: str | None, description: str) -> None:
-    DATASETS.register(name, help=description)(DatasetInfo(domains, loader, relpath, description))
+def _multimnist(domain: str, root: Path, task: str) -> Dataset:
+    """Both digits of each MultiMNIST image as one 10-way multi-hot row, the images of the multi-task
+    benchmark (``data.kind: multimnist``, seed 0): 20,000 from MNIST's training split, 5,000 from its test split."""
+    images, labels = read_mnist_split(root, domain)
+    x, left, right = draw_pairs(images, labels, SIZES[domain], SEEDS[domain])
+    return ArrayDataset(x, multi_hot(left, right), name=f"multimnist:{domain}", class_names=[str(i) for i in range(10)],
+                        task=task)
+
+
+def _register(name: str, domains: tuple[str, ...], loader, relpath: str | None, description: str,
+              tasks: tuple[str, ...] = ("classification",)) -> None:
+    DATASETS.register(name, help=description)(DatasetInfo(domains, loader, relpath, description, tasks))
 
 
 _register("mnist_usps", ("mnist", "usps"), _mnist_usps, None,
@@ -80,27 +100,37 @@ _register("mnist", ("train", "test"), _mnist, "mnist/mnist.npz",
 _register("office_caltech10_surf", ("amazon", "caltech", "dslr", "webcam"), _office_caltech,
           "office_caltech10_surf/office_caltech10_surf.npz", "Office-Caltech10 SURF 800-d features, 10 classes")
 _register("amazon_reviews", ("books", "dvd", "electronics", "kitchen"), _amazon,
-          "amazon_reviews/amazon_reviews.jsonl.gz", "Blitzer et al. 2007 reviews, binary sentiment, 2,000 per domain")
+          "amazon_reviews/amazon_reviews.jsonl.gz",
+          "Blitzer et al. 2007 reviews, 2,000 per domain: binary sentiment, or the star rating with model.task regression",
+          tasks=("classification", "regression"))
+_register("multimnist", ("train", "test"), _multimnist, "mnist/mnist.npz",
+          "MultiMNIST 28x28, two overlaid digits as a 10-way multi-hot target (model.task multilabel); "
+          "20,000 train + 5,000 test", tasks=("multilabel",))
 
 
 def load_dataset(spec: str, data_root: str | Path | None = None, image_size: int | None = None,
-                 channels: int = 3) -> Dataset:
-    """Load ``name:domain`` from the registry, or a path (.npz, image folder, .csv/.jsonl[.gz]).
+                 channels: int = 3, task: str = "classification") -> Dataset:
+    """Load ``name:domain`` from the registry, or a path (.npz, image folder, .csv/.jsonl[.gz]), with
+    the targets of ``task`` (``"classification"``, ``"multilabel"`` or ``"regression"``).
 
     Example:
         >>> usps = load_dataset("mnist_usps:usps")
+        >>> ratings = load_dataset("amazon_reviews:books", task="regression")
     """
     path = Path(spec)
     if path.suffix in {".npz", ".csv", ".jsonl", ".json", ".gz"} or path.is_dir() or os.sep in spec:
         if not path.exists():
             raise TransferkitError(f"Data path '{spec}' does not exist; check the path or use a name from `transferkit list datasets`.")
         if path.is_dir():
-            return ImageFolderDataset(path, image_size=image_size, channels=channels)
+            return ImageFolderDataset(path, image_size=image_size, channels=channels, task=task)
         if path.suffix == ".npz":
-            return _resized(load_npz(path), image_size)
-        return load_text_file(path)
+            return _resized(load_npz(path, task=task), image_size)
+        return load_text_file(path, task=task)
     name, _, domain = spec.partition(":")
     info = DATASETS.get(name)
+    if task not in info.tasks:
+        raise TransferkitError(f"Dataset '{name}' has targets for model.task {' or '.join(repr(t) for t in info.tasks)}, "
+                               f"not {task!r}; set model.task to {info.tasks[0]!r} or choose another dataset.")
     if not domain:
         raise TransferkitError(f"Dataset '{name}' has domains {', '.join(info.domains)}; write it as '{name}:{info.domains[0]}'.")
     if domain not in info.domains:
@@ -112,7 +142,7 @@ def load_dataset(spec: str, data_root: str | Path | None = None, image_size: int
             f"Dataset '{name}' needs the file '{info.relpath}' under the data directory '{root}', which is missing; "
             f"set ${DATA_ENV} (or --data-dir) to the folder that holds it."
         )
-    return _resized(info.loader(domain, root), image_size)
+    return _resized(info.loader(domain, root, task), image_size)
 
 
 def _resized(ds: Dataset, image_size: int | None) -> Dataset:

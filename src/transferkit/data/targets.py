@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.errors import TransferkitError, did_you_mean
+from transferkit.errors import TransferkitError
+from transferkit.tasks import TASKS as TASK_TYPES
 
-TASKS = ("classification", "multilabel", "regression")
+TASKS = tuple(TASK_TYPES.names())  # the task types' names; transferkit.tasks is the one list of them
 SEPARATORS = ";|"  # between the labels of one row in a CSV cell: "cat;dog" or "cat|dog"
 MAX_CLASS_INDEX = 2**31 - 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -30,9 +31,8 @@ _FLOAT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 
 
 def check_task(task: str) -> str:
-    """``task`` if it is a known task type, else a one-sentence error."""
-    if task not in TASKS:
-        raise TransferkitError(f"Unknown task '{task}'.{did_you_mean(str(task), TASKS)} Available: {', '.join(TASKS)}.")
+    """``task`` if it is a known task type (``transferkit.tasks``), else a one-sentence error with a did-you-mean."""
+    TASK_TYPES.get(str(task))
     return task
 
 

@@ -1,45 +1,65 @@
-"""Inference helpers shared by the trainer, ``eval`` and ``predict``."""
+"""Inference helpers shared by the trainer, ``eval`` and ``predict``; metrics come from the model's task types."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from transferkit.data.batches import batches, move  # noqa: F401  (re-exported)
 from transferkit.data.datasets import length_order
-from transferkit.metrics import accuracy
 from transferkit.model import TransferModel
+from transferkit.tasks import labelled, task_for
+
+
+def _cat(parts: list, order: torch.Tensor):
+    """Concatenate batches (tensors, or ``{task: tensor}``) and put the rows in ``order``."""
+    if isinstance(parts[0], dict):
+        return {k: torch.cat([p[k] for p in parts])[order] for k in parts[0]}
+    return torch.cat(parts)[order]
+
+
+def _cpu(z):
+    return {k: v.float().cpu() for k, v in z.items()} if isinstance(z, dict) else z.float().cpu()
 
 
 @torch.no_grad()
 def predict_logits(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,
-                   task: str | None = None, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and targets over ``dataset`` in eval mode (training mode restored afterwards).
+                   task: str | None = None, device: torch.device | None = None):
+    """Outputs and targets over ``dataset`` in eval mode (training mode restored afterwards).
 
     Shape:
-        returns ``([N, C], [N])`` on the CPU.
+        returns ``([N, C], [N])`` on the CPU (targets ``[N, C]`` for multi-hot rows); a multi-task
+        model, which answers every task at once, gives ``({task: [N, C_t]}, {task: [N]})``.
     """
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
     ordered, order = length_order(dataset)
     logits, targets = [], []
-    for x, y in DataLoader(ordered, batch_size=batch_size, shuffle=False):
-        logits.append(model(move(x, device), task=task, precomputed=precomputed).logits.float().cpu())
-        targets.append(torch.as_tensor(y))
+    for x, y in batches(ordered, batch_size):
+        logits.append(_cpu(model(move(x, device), task=task, precomputed=precomputed).logits))
+        targets.append({k: torch.as_tensor(v) for k, v in y.items()} if isinstance(y, dict) else torch.as_tensor(y))
     model.train(was_training)
     inverse = torch.as_tensor(np.argsort(order))
-    return torch.cat(logits)[inverse], torch.cat(targets)[inverse]
+    return _cat(logits, inverse), _cat(targets, inverse)
 
 
 def evaluate(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,
              task: str | None = None, prefix: str = "") -> dict[str, float]:
-    """``{prefix+"loss", prefix+"accuracy"}`` over ``dataset`` (per-task metrics for a multi-task model)."""
-    if hasattr(model, "weighter"):
-        from transferkit.multitask.evaluate import evaluate_multitask
-
-        return evaluate_multitask(model, dataset, batch_size, prefix)
+    """The metrics of the model's task type over ``dataset``: ``{prefix+"loss", prefix+"accuracy", ...}``
+    (see ``transferkit.tasks``). A model that answers several tasks at once gets each task's metrics over
+    its labelled rows as ``<task>/<metric>``, with ``loss`` their sum and ``accuracy`` the mean accuracy
+    of its classification tasks."""
     logits, targets = predict_logits(model, dataset, batch_size, precomputed, task)
-    return {f"{prefix}loss": float(F.cross_entropy(logits, targets)), f"{prefix}accuracy": accuracy(logits, targets)}
+    if not isinstance(logits, dict):
+        return {prefix + k: v for k, v in task_for(model.tasks, task).metrics(logits, targets).items()}
+    metrics: dict[str, float] = {}
+    for t, y in targets.items():
+        keep = labelled(y)
+        if bool(keep.any()):
+            metrics |= {f"{t}/{k}": v for k, v in model.tasks[t].metrics(logits[t][keep], y[keep]).items()}
+    losses = [v for k, v in metrics.items() if k.endswith("/loss")]
+    accs = [v for k, v in metrics.items() if k.endswith("/accuracy")]
+    metrics |= ({"loss": sum(losses)} if losses else {}) | ({"accuracy": sum(accs) / len(accs)} if accs else {})
+    return {prefix + k: v for k, v in metrics.items()}

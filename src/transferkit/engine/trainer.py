@@ -24,6 +24,7 @@ from transferkit.errors import TrainingDiverged, TransferkitError
 from transferkit.losses import task_losses
 from transferkit.model import TransferModel
 from transferkit.strategy import Batch, Phase, Step, Strategy, all_parameters_phase
+from transferkit.tasks import TaskType
 
 
 class EpochSampler(Sampler[int]):
@@ -130,15 +131,12 @@ def frozen_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     return out
 
 
-def check_labels(dataset: Dataset | None, num_classes: int, what: str) -> None:
+def check_labels(dataset: Dataset | None, task: TaskType, n_outputs: int | None, where: str) -> None:
+    """The dataset's targets suit ``task`` and a head of ``n_outputs`` (None: not known yet); else one
+    error sentence naming ``where`` (the data's file or name) and the fix."""
     if dataset is None or len(dataset) == 0:
         return
-    top = int(dataset.targets.max())
-    if top >= num_classes:
-        raise TransferkitError(
-            f"The {what} data has label {top} but the head has {num_classes} classes (0..{num_classes - 1}); "
-            f"set model.num_classes to {top + 1} or fix the labels."
-        )
+    task.check_targets(dataset.targets, n_outputs, where)
 
 
 class Trainer:
@@ -171,6 +169,7 @@ class Trainer:
         for module in frozen_modules(acc.unwrap_model(model)):  # frozen parts behave as at inference (BatchNorm statistics, dropout)
             module.eval()
         device, plain = acc.device, acc.unwrap_model(model)
+        tasks = plain.tasks  # each head's task type gives its loss
         # Without a loss scaler, Accelerate's optimizer wrapper adds only per-step checks (package
         # look-ups, signature inspection) that dominate small models; step the optimizer itself
         # then, and plain SGD as one update.
@@ -187,7 +186,7 @@ class Trainer:
             sync = accum == 1 or (steps + 1) % accum == 0 or steps + 1 == n
             with nullcontext() if sync else acc.no_sync(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
-                losses = task_losses(out, batch.targets)  # the model's task losses, keyed by task
+                losses = task_losses(out, batch.targets, tasks, batch.task)  # each task's loss (its task type), keyed by task
                 terms = strategy.named_loss_terms(batch, out, model)
                 window = min(accum, n - steps // accum * accum)  # batches in this accumulation window
                 terms, loss = strategy.backward(losses, terms, Step(plain, batch, out, steps,

@@ -14,10 +14,11 @@ from transferkit.model import TransferModel
 
 @torch.no_grad()
 def extract_features(model: TransferModel, dataset: Dataset, batch_size: int = 256) -> ArrayDataset:
-    """Run the backbone once over ``dataset`` in eval mode; returns features and labels on the CPU.
+    """Run the backbone once over ``dataset`` in eval mode; returns features and targets (of the
+    dataset's task type) on the CPU.
 
     Shape:
-        returns ``ArrayDataset(x=[N, D], y=[N])``.
+        returns ``ArrayDataset(x=[N, D], y=[N])`` (``y`` ``[N, C]`` for multi-hot or several values).
     """
     was_training = model.backbone.training
     model.backbone.eval()
@@ -31,7 +32,7 @@ def extract_features(model: TransferModel, dataset: Dataset, batch_size: int = 2
     model.backbone.train(was_training)
     inverse = torch.as_tensor(np.argsort(order))
     return ArrayDataset(torch.cat(feats)[inverse], torch.cat(labels)[inverse].numpy(),
-                        name=f"{getattr(dataset, 'name', 'data')}:features")
+                        name=f"{getattr(dataset, 'name', 'data')}:features", task=getattr(dataset, "task", "classification"))
 
 
 # torchvision transforms that draw something at random on every call (those named Random* too)

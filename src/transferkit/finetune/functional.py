@@ -50,6 +50,32 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return (t * t) * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
 
 
+def binary_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+    """Distillation for multi-label outputs: each label's softened Bernoulli ``sigmoid(z / T)``,
+    ``T^2 * sum_labels KL(Bern(sigmoid(t/T)) || Bern(sigmoid(s/T)))``, batch mean (Hinton et al.'s loss
+    with a sigmoid per label in place of the softmax over classes).
+
+    Shape:
+        student_logits, teacher_logits: ``[B, C]``; returns a scalar.
+    """
+    t = temperature
+    s_logits, t_logits = student_logits / t, teacher_logits.detach() / t
+    p_t = torch.sigmoid(t_logits)
+    cross = F.binary_cross_entropy_with_logits(s_logits, p_t, reduction="none")  # H(p_t, p_s)
+    entropy = F.binary_cross_entropy_with_logits(t_logits, p_t, reduction="none")  # H(p_t)
+    return (t * t) * (cross - entropy).sum(-1).mean()
+
+
+def output_mse(student_out: torch.Tensor, teacher_out: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
+    """Distillation for regression: the mean squared difference of the student's and the (fixed)
+    teacher's predicted values; ``temperature`` is ignored (values are not softened).
+
+    Shape:
+        student_out, teacher_out: ``[B, k]``; returns a scalar.
+    """
+    return F.mse_loss(student_out, teacher_out.detach())
+
+
 def feature_map_distance(maps: list[torch.Tensor], source_maps: list[torch.Tensor],
                          channel_weights: list[torch.Tensor] | None = None) -> torch.Tensor:
     """DELTA's behavioural regulariser (Li et al., 2019, "DELTA: Deep Learning Transfer using Feature

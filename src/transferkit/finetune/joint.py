@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from transferkit.errors import TransferkitError
 from transferkit.strategy import Strategy, check_number
 from transferkit.heads import create_head
+from transferkit.tasks import create_task
 
 
 def ramp(step: int, start: float, end: float, steps: int) -> float:
@@ -56,16 +56,18 @@ class Joint(Strategy):
         self.source, self.seed, self.batch_size = source, int(seed), int(batch_size)
         self.start, self.end, self.ramp_steps = float(weight), float(weight if weight_end is None else weight_end), int(ramp_steps)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        self._data = None
+        self._data, self._task = None, None
         self._lambda = self.start
 
     def prepare_model(self, model):
         from transferkit.data import load_dataset
 
-        self._data = load_dataset(self.source) if isinstance(self.source, str) else self.source
+        self._task = getattr(model, "task_type", None) or create_task()  # the source head's task type: the model's
+        self._data = load_dataset(self.source, task=self._task.name) if isinstance(self.source, str) else self.source
         if "source" not in model.heads:
-            n = int(self._data.targets.max()) + 1
-            model.heads["source"] = create_head("linear", model.backbone.num_features, max(n, 2))
+            n = self._task.outputs(self._data.targets)
+            model.heads["source"] = create_head("linear", model.backbone.num_features,
+                                                max(n, 2) if self._task.name == "classification" else n)
         return model
 
     def task_weight(self) -> float:
@@ -78,4 +80,4 @@ class Joint(Strategy):
         self._lambda = ramp(step, self.start, self.end, self.ramp_steps)
         xs, ys = draw_batch(self._data, self.batch_size, self.seed, step, out.logits.device)
         self.step += 1
-        return {"source": self._lambda * F.cross_entropy(model(xs, task="source").logits, ys)}
+        return {"source": self._lambda * self._task.loss(model(xs, task="source").logits, ys)}

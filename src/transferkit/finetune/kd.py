@@ -7,16 +7,22 @@ from pathlib import Path
 import torch
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.functional import kd_loss, similarity_preserving_loss
+from transferkit.finetune.functional import binary_kd_loss, kd_loss, output_mse, similarity_preserving_loss
 from transferkit.finetune.joint import draw_batch
 from transferkit.finetune.saved import load_model
 from transferkit.model import TransferModel
 from transferkit.strategy import Strategy, check_number
 
 
+DISTILL = {"classification": kd_loss, "multilabel": binary_kd_loss, "regression": output_mse}  # by the teacher's task type
+
+
 class KD(Strategy):
     """Add ``weight * kd_loss(student, teacher, temperature)`` to the task loss (Hinton, Vinyals &
     Dean, 2015, "Distilling the Knowledge in a Neural Network"), and optionally match the features.
+    The distillation term follows the teacher's task type: the softened class distributions for
+    classification, each label's softened Bernoulli for multilabel, and the mean squared difference
+    of the outputs for regression (no temperature: the outputs are values, not logits).
 
     Feature matching compares the batch similarity structure of the student's and the teacher's
     features (Tung & Mori, 2019, "Similarity-Preserving Knowledge Distillation"), so the student's
@@ -56,6 +62,10 @@ class KD(Strategy):
         self._transfer = None
 
     def prepare_model(self, model):
+        student, teacher = getattr(model, "task_type", None), self.teacher.task_type
+        if student is not None and student.name != teacher.name:
+            raise TransferkitError(f"kd: the teacher is a {teacher.name} model but the student's model.task is "
+                                   f"'{student.name}'; distil a teacher trained for the same task type.")
         if self.transfer_set is not None and self._transfer is None:
             from transferkit.data import load_dataset
 
@@ -69,7 +79,8 @@ class KD(Strategy):
         if teacher_out.logits.shape != out.logits.shape:
             raise TransferkitError(f"kd: the teacher predicts {teacher_out.logits.shape[-1]} classes but the student "
                                    f"{out.logits.shape[-1]}; train both on the same label set.")
-        terms = {"distill": self.weight * kd_loss(out.logits, teacher_out.logits, self.temperature)}
+        distill = DISTILL[self.teacher.task_type.name]
+        terms = {"distill": self.weight * distill(out.logits, teacher_out.logits, self.temperature)}
         if self.feature_weight:
             terms["features"] = self.feature_weight * similarity_preserving_loss(out.features, teacher_out.features)
         return terms

@@ -14,17 +14,23 @@ from transferkit.config import RunConfig, load_config
 from transferkit.errors import TransferkitError
 from transferkit.heads import create_head
 from transferkit.model import TransferModel
+from transferkit.tasks import TaskType, create_task
 
 MODEL_FILE = "model.safetensors"
 
 
+def task_type(cfg: RunConfig) -> TaskType:
+    """The task type a run's config declares (``model.task`` with ``model.task_args``)."""
+    return create_task(cfg.model.task, **cfg.model.task_args)
+
+
 def build_model(cfg: RunConfig, num_classes: int) -> TransferModel:
-    """The untrained model a config describes (seeded with ``train.seed``)."""
+    """The untrained model a config describes (seeded with ``train.seed``), of its task type."""
     m = cfg.model
     set_seed(cfg.train.seed)
     backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
     head = create_head(m.head, backbone.num_features, num_classes, **m.head_args)
-    return TransferModel(backbone, head)
+    return TransferModel(backbone, head, task_type=task_type(cfg))
 
 
 def load_model(run_dir: str | Path) -> tuple[RunConfig, TransferModel]:

@@ -42,9 +42,9 @@ def bottleneck(in_features: int, num_classes: int, width: int = 256, dropout: fl
 
 
 def create_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Module:
-    """Build a head by name; ``num_classes`` must be at least 2."""
-    if num_classes < 2:
-        raise TransferkitError(f"A head needs at least 2 classes; got num_classes={num_classes}. Check the labels.")
+    """Build a head by name with ``num_classes`` outputs (classes, or values for regression; at least 1)."""
+    if num_classes < 1:
+        raise TransferkitError(f"A head needs at least 1 output; got num_classes={num_classes}. Check the targets.")
     factory = HEADS.get(name)
     try:
         return factory(in_features, num_classes, **kwargs)

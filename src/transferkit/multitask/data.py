@@ -72,12 +72,12 @@ class AlternatingBatches(MixedBatches):
 
 
 class MultiTaskArrays(Dataset):
-    """Inputs ``x`` with a target array per task: integer targets are classes (cross-entropy),
-    float targets are regression values (mean squared error); ``-1`` / NaN marks a row without a
-    label for that task. Indexes by whole batches.
+    """Inputs ``x`` with a target array per task: integer class indices, or floats (regression
+    values, multi-hot rows); ``-1`` / NaN marks a row without a label for that task. The model's
+    task types say which loss each task gets. Indexes by whole batches.
 
     Shape:
-        x: ``[N, ...]``; targets: ``{task: [N]}``.
+        x: ``[N, ...]``; targets: ``{task: [N]}`` (``[N, C]`` for multi-hot rows or several values).
     """
 
     batch_indexable = True
@@ -109,7 +109,8 @@ class MultiTaskArrays(Dataset):
         targets, start, total = {}, 0, sum(len(x) for x in xs)
         for (task, (_, y)), x in zip(tasks.items(), xs):
             y = torch.as_tensor(np.asarray(y))
-            full = torch.full((total,), float("nan")) if y.is_floating_point() else torch.full((total,), MISSING)
+            shape = (total, *y.shape[1:])
+            full = torch.full(shape, float("nan")) if y.is_floating_point() else torch.full(shape, MISSING)
             full[start:start + len(x)] = y.to(full.dtype)
             targets[task], start = full, start + len(x)
         return cls(torch.cat(xs), targets, name=name, batches=batches)

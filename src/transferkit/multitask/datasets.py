@@ -13,44 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from transferkit.data.datasets import ArrayDataset, TextDataset
+from transferkit.data.multimnist import draw_pairs, overlay_digits  # noqa: F401 - overlay_digits re-exported
 from transferkit.data.registry import DATASETS, data_dir, load_dataset
 from transferkit.data.splits import stratified_split
 from transferkit.errors import TransferkitError
 from transferkit.multitask.data import MultiTaskArrays
 
 
-def overlay_digits(left: np.ndarray, right: np.ndarray, size: int = 28, shift: int = 4) -> np.ndarray:
-    """MultiMNIST images (Sabour et al., 2017; the protocol of Sener & Koltun, 2018): the left digit
-    placed ``shift`` pixels up and left, the right digit ``shift`` down and right, on a canvas of
-    ``28 + 2 * shift``, overlapping pixels taking the brighter value, resized to ``size``.
-
-    Shape:
-        left, right: ``[N, 28, 28]`` grey levels in [0, 1]; returns ``[N, 1, size, size]`` float32.
-    """
-    n, h, w = left.shape
-    canvas = np.zeros((n, h + 2 * shift, w + 2 * shift), dtype=np.float32)
-    canvas[:, :h, :w] = left
-    canvas[:, 2 * shift:, 2 * shift:] = np.maximum(canvas[:, 2 * shift:, 2 * shift:], right)
-    out = F.interpolate(torch.from_numpy(canvas).unsqueeze(1), size=(size, size), mode="bilinear",
-                        align_corners=False, antialias=True)
-    return out.numpy()
-
-
 def multi_mnist(images: np.ndarray, labels: np.ndarray, n: int, seed: int, size: int = 28) -> MultiTaskArrays:
-    """``n`` MultiMNIST images drawn reproducibly (``seed``) from ``images``: each pairs two
-    different random images; tasks ``left`` and ``right`` are their digits."""
-    if n < 1 or len(images) < 2:
-        raise TransferkitError(f"MultiMNIST needs n >= 1 and at least two source images; got n={n}, {len(images)} images.")
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, len(images), n)
-    b = (a + rng.integers(1, len(images), n)) % len(images)  # never the same image twice
-    x = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
-    return MultiTaskArrays(overlay_digits(x[a], x[b], size), {"left": labels[a].astype(np.int64),
-                                                               "right": labels[b].astype(np.int64)},
-                           name=f"multimnist-{seed}")
+    """``n`` MultiMNIST images drawn reproducibly (``seed``) from ``images`` (``draw_pairs``): tasks
+    ``left`` and ``right`` are their digits."""
+    x, left, right = draw_pairs(images, labels, n, seed, size)
+    return MultiTaskArrays(x, {"left": left, "right": right}, name=f"multimnist-{seed}")
 
 
 def load_multi_mnist(cfg) -> tuple[MultiTaskArrays, MultiTaskArrays]:

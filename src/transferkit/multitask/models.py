@@ -18,6 +18,7 @@ from torch import nn
 
 from transferkit.backbones import Backbone
 from transferkit.errors import TransferkitError
+from transferkit.tasks import TaskType, create_task
 
 
 @dataclass
@@ -35,17 +36,35 @@ def _heads(width: int, outputs: dict[str, int]) -> nn.ModuleDict:
     return nn.ModuleDict({t: nn.Linear(width, n) for t, n in outputs.items()})
 
 
+def task_types(outputs: dict[str, int], tasks: dict[str, TaskType | str] | None) -> dict[str, TaskType]:
+    """Each head's task type: ``tasks[head]`` (a ``TaskType`` or a name), classification where not given."""
+    tasks = tasks or {}
+    unknown = sorted(set(tasks) - set(outputs))
+    if unknown:
+        raise TransferkitError(f"Task types are given for '{unknown[0]}', which is not a task of the model "
+                               f"({', '.join(outputs)}); name the model's tasks.")
+    return {t: (v if isinstance(v, TaskType) else create_task(v)) if (v := tasks.get(t)) is not None
+            else create_task("classification") for t in outputs}
+
+
 class HardSharing(nn.Module):
     """A shared backbone and one linear head per task (Caruana, 1997).
+
+    Args:
+        backbone: the shared network.
+        outputs: the width of each task's head (classes, or 1 per value for regression).
+        tasks: each task's type (``TaskType`` or name; default classification), which gives its loss
+            and metrics.
 
     Example:
         >>> model = HardSharing(create_backbone("mlp", in_features=784), {"left": 10, "right": 10})
     """
 
-    def __init__(self, backbone: Backbone, outputs: dict[str, int]) -> None:
+    def __init__(self, backbone: Backbone, outputs: dict[str, int], tasks: dict[str, TaskType | str] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.heads = _heads(backbone.num_features, outputs)
+        self.tasks = task_types(outputs, tasks)
 
     def shared_parameters(self):
         return list(self.backbone.parameters())
@@ -67,9 +86,11 @@ class MMoE(nn.Module):
         outputs: classes (or 1 for regression) per task.
         experts: number of experts.
         expert_width: width of each expert's output.
+        tasks: each task's type (default classification).
     """
 
-    def __init__(self, backbone: Backbone, outputs: dict[str, int], experts: int = 4, expert_width: int = 64) -> None:
+    def __init__(self, backbone: Backbone, outputs: dict[str, int], experts: int = 4, expert_width: int = 64,
+                 tasks: dict[str, TaskType | str] | None = None) -> None:
         super().__init__()
         if experts < 1 or expert_width < 1:
             raise TransferkitError(f"MMoE: 'experts' and 'expert_width' must be >= 1; got {experts}, {expert_width}.")
@@ -78,6 +99,7 @@ class MMoE(nn.Module):
         self.experts = nn.ModuleList(nn.Sequential(nn.Linear(d, expert_width), nn.ReLU()) for _ in range(experts))
         self.gates = nn.ModuleDict({t: nn.Linear(d, experts) for t in outputs})
         self.heads = _heads(expert_width, outputs)
+        self.tasks = task_types(outputs, tasks)
 
     def shared_parameters(self):
         return [*self.backbone.parameters(), *self.experts.parameters()]
@@ -114,20 +136,21 @@ class CrossStitch(nn.Module):
         blocks: the network as a list of blocks (e.g. ``[Linear+ReLU, Linear+ReLU]``), copied per task.
         width: features out of the last block.
         outputs: classes (or 1 for regression) per task.
+        tasks: each task's type (default classification).
     """
 
-    def __init__(self, blocks: list[nn.Module], width: int, outputs: dict[str, int], keep: float = 0.9) -> None:
+    def __init__(self, blocks: list[nn.Module], width: int, outputs: dict[str, int], keep: float = 0.9,
+                 tasks: dict[str, TaskType | str] | None = None) -> None:
         super().__init__()
-        tasks = list(outputs)
-        T = len(tasks)
+        T = len(outputs)
         if T < 2:
             raise TransferkitError("CrossStitch mixes the activations of several tasks; give it two or more.")
-        self.tasks = tasks
-        self.columns = nn.ModuleList(nn.ModuleList(copy.deepcopy(b) for b in blocks) for _ in tasks)
+        self.columns = nn.ModuleList(nn.ModuleList(copy.deepcopy(b) for b in blocks) for _ in outputs)
         init = torch.full((T, T), (1 - keep) / (T - 1))
         init.fill_diagonal_(keep)
         self.stitches = nn.ParameterList(nn.Parameter(init.clone()) for _ in blocks)
         self.heads = _heads(width, outputs)
+        self.tasks = task_types(outputs, tasks)
 
     def shared_parameters(self):
         return [*self.columns.parameters(), *self.stitches.parameters()]

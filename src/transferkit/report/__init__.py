@@ -28,7 +28,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-TITLES = {"train/task": "training loss (task)", "val/accuracy": "validation accuracy", "val/loss": "validation loss"}
+TITLES = {"train/task": "training loss (task)", "val/accuracy": "validation accuracy", "val/loss": "validation loss",
+          "val/mAP": "validation mAP", "val/mae": "validation MAE"}
 
 
 def _style(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None) -> None:
@@ -38,8 +39,9 @@ def _style(ax, xlabel: str | None = None, ylabel: str | None = None, title: str 
         ax.legend(fontsize=8)
 
 
-def plot_learning_curves(curves: dict[str, list[dict]], path: Path, keys: tuple[str, ...] = ("train/task", "val/accuracy")) -> Path:
-    """One panel per metric key, one line per named run (x = epoch)."""
+def plot_learning_curves(curves: dict[str, list[dict]], path: Path,
+                         keys: tuple[str, ...] = ("train/task", "val/accuracy", "val/mAP", "val/mae")) -> Path:
+    """One panel per metric key that the runs logged (each task type's own), one line per named run (x = epoch)."""
     keys = tuple(k for k in keys if any(k in r for rows in curves.values() for r in rows))
     fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(5 * max(len(keys), 1), 3.5), squeeze=False)
     for ax, key in zip(axes[0], keys):

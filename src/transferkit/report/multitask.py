@@ -15,7 +15,7 @@ from transferkit.report import _style, save_figure, write_html  # noqa: E402
 
 
 def _metric_key(history: list[dict], task: str) -> str | None:
-    for key in (f"val/{task}/accuracy", f"val/{task}/mse"):
+    for key in (f"val/{task}/accuracy", f"val/{task}/mAP", f"val/{task}/mse"):
         if any(key in r for r in history):
             return key
     return None
@@ -34,7 +34,7 @@ def plot_task_curves(histories: dict[str, list[dict]], tasks: list[str], path: P
             if pts:
                 ax.plot(*zip(*pts), label=label, ls="--" if label == "single-task" else "-",
                         lw=2 if label == "single-task" else 1)
-        _style(ax, "epoch", "val MSE" if key and key.endswith("mse") else "val accuracy %", task)
+        _style(ax, "epoch", {"mse": "val MSE", "mAP": "val mAP"}.get((key or "").rsplit("/", 1)[-1], "val accuracy %"), task)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     return save_figure(fig, path)

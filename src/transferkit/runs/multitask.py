@@ -22,15 +22,16 @@ from accelerate.utils import set_seed
 
 from transferkit.backbones import MLP, create_backbone
 from transferkit.config import MultitaskConfig, dump_config, load_config, parse_config
+from transferkit.engine.evaluate import evaluate
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
 from transferkit.metrics.multitask import ZeroBaselineError, delta_m
 from transferkit.model import check_accepts
 from transferkit.multitask.data import MultiTaskArrays
-from transferkit.multitask.evaluate import evaluate_multitask
 from transferkit.multitask.models import CrossStitch, HardSharing, MMoE
 from transferkit.multitask.step import MultiTaskStep
 from transferkit.multitask.weighters import create_weighter
+from transferkit.tasks import TaskType, create_task, labelled
 
 CROSS_STITCH_NEEDS_MLP = ("model.arch 'cross_stitch' copies the network per task and mixes the copies after each "
                           "layer; it works with backbone 'mlp'. Use arch 'hard' or 'mmoe' for other backbones.")
@@ -47,18 +48,22 @@ def load_tasks(cfg: MultitaskConfig, progress=None) -> tuple[MultiTaskArrays, Mu
     return train.subset(order[n_val:]), train.subset(order[:n_val]), test
 
 
-def task_type(targets: torch.Tensor) -> str:
-    """A task's type from its targets: ``"regression"`` for float targets, else ``"classification"``."""
-    return "regression" if targets.is_floating_point() else "classification"
+def task_types(cfg: MultitaskConfig, names) -> dict[str, TaskType]:
+    """Each task's declared type: ``model.tasks[name]``, else ``model.task``."""
+    m = cfg.model
+    return {t: create_task(m.tasks[t].task, **m.tasks[t].task_args) if t in m.tasks else create_task(m.task, **m.task_args)
+            for t in names}
 
 
-def task_types(ds: MultiTaskArrays) -> dict[str, str]:
-    return {t: task_type(y) for t, y in ds.targets.items()}
-
-
-def outputs(ds: MultiTaskArrays) -> dict[str, int]:
-    """Classes per classification task (from the labels), 1 per regression task."""
-    return {t: 1 if kind == "regression" else int(ds.targets[t].max()) + 1 for t, kind in task_types(ds).items()}
+def outputs(ds: MultiTaskArrays, tasks: dict[str, TaskType]) -> dict[str, int]:
+    """Each task's head width from its labelled targets (checked against its declared type):
+    classes, multi-hot width, or values per row."""
+    out = {}
+    for t, y in ds.targets.items():
+        y = y[labelled(y)]
+        tasks[t].check_targets(y, None, f"Task '{t}' of the multi-task data")
+        out[t] = tasks[t].outputs(y)
+    return out
 
 
 def single_task_arch(arch: str) -> str:
@@ -82,16 +87,18 @@ def stitch_blocks(backbone) -> list[torch.nn.Module]:
     return blocks + [torch.nn.Sequential(*current)]
 
 
-def build_model(cfg: MultitaskConfig, outs: dict[str, int], example: torch.Tensor, arch: str | None = None):
+def build_model(cfg: MultitaskConfig, data: MultiTaskArrays, arch: str | None = None):
     m = cfg.model
     arch = arch or m.arch
+    tasks = task_types(cfg, list(data.targets))
+    outs, example = outputs(data, tasks), data.x[:2]
     backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
     if arch == "hard":
-        model = HardSharing(backbone, outs)
+        model = HardSharing(backbone, outs, tasks=tasks)
     elif arch == "mmoe":
-        model = MMoE(backbone, outs, **m.arch_args)
+        model = MMoE(backbone, outs, **m.arch_args, tasks=tasks)
     else:
-        model = CrossStitch(stitch_blocks(backbone), backbone.num_features, outs, **m.arch_args)
+        model = CrossStitch(stitch_blocks(backbone), backbone.num_features, outs, **m.arch_args, tasks=tasks)
     return check_accepts(model, example, m.backbone, "the tasks' inputs", "adjust model.backbone_args (e.g. in_features)")
 
 
@@ -100,13 +107,14 @@ def train_one(cfg: MultitaskConfig, data: tuple, weighter: str, args: dict, seed
     """Train one model (all of ``data``'s tasks) with ``weighter``; returns its test metrics and history."""
     train, val, test = data
     set_seed(seed)
-    model = build_model(cfg, outputs(train), train.x[:2], arch)
-    model.weighter = create_weighter(weighter, list(train.targets), task_types(train), **args)  # trains and is checkpointed with the model
+    model = build_model(cfg, train, arch)
+    types = {t: kind.name for t, kind in model.tasks.items()}  # the declared types: uncertainty weighting's form
+    model.weighter = create_weighter(weighter, list(train.targets), types, **args)  # trains and is checkpointed with the model
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     history = Trainer(cfg.train.model_copy(update={"seed": seed}), run_dir, progress).fit(
         model, MultiTaskStep(cfg.similarity_every), train, val if len(val) else None)
-    return {"history": history, "test": evaluate_multitask(model, test, cfg.train.eval_batch_size),
+    return {"history": history, "test": evaluate(model, test, cfg.train.eval_batch_size),
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -130,8 +138,8 @@ def _args(cfg: MultitaskConfig, name: str) -> dict:
 def summarise(results: list[dict], tasks: list[str]) -> dict:
     """Per weighter: mean and std over seeds of each task's test metric; with single-task results,
     delta-m % of the seed-mean metrics (and its spread over seeds) against the single-task means."""
-    def metric(test: dict, t: str) -> tuple[str, float]:
-        key = f"{t}/accuracy" if f"{t}/accuracy" in test else f"{t}/mse"
+    def metric(test: dict, t: str) -> tuple[str, float]:  # accuracy, mAP (multi-label) or mean squared error
+        key = next(k for k in (f"{t}/accuracy", f"{t}/mAP", f"{t}/mse") if k in test)
         return key, test[key]
 
     single, single_std, single_seconds = {}, {}, []
@@ -145,7 +153,7 @@ def summarise(results: list[dict], tasks: list[str]) -> dict:
     for name in dict.fromkeys(r["name"] for r in results if r["kind"] == "multi"):
         runs = [r for r in results if r["kind"] == "multi" and r["name"] == name]
         per_task = {t: [metric(r["test"], t)[1] for r in runs] for t in tasks}
-        higher = {t: metric(runs[0]["test"], t)[0].endswith("accuracy") for t in tasks}
+        higher = {t: not metric(runs[0]["test"], t)[0].endswith("mse") for t in tasks}
         entry = {"tasks": {t: {"mean": float(np.mean(v)), "std": float(np.std(v))} for t, v in per_task.items()},
                  "seeds": len(runs), "seconds": float(np.mean([r["seconds"] for r in runs]))}
         if len(single) == len(tasks):
@@ -184,7 +192,11 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
     if out.exists() and any(out.iterdir()) and not overwrite:  # before reading (or encoding) any data
         prepare_run_dir(out, overwrite, False)
     data = load_tasks(cfg, progress=on_model and (lambda msg: on_model({"message": msg})))
-    build_model(cfg, outputs(data[0]), data[0].x[:2])  # the backbone accepts the inputs, before the run directory
+    unknown = sorted(set(cfg.model.tasks) - set(data[0].targets))
+    if unknown:
+        raise TransferkitError(f"model.tasks names '{unknown[0]}', which is not one of the data's tasks "
+                               f"({', '.join(data[0].targets)}); use those names.")
+    build_model(cfg, data[0])  # the targets suit the task types, the backbone accepts the inputs: before the run directory
     prepare_run_dir(out, overwrite, False)
     (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     tasks = list(data[0].targets)
