@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 
 from transferkit.backbones.weights import load_weights  # noqa: F401  (re-exported: checkpoints and runs load with it)
+from transferkit.errors import TransferkitError
 
 MODEL_FILE = "model.safetensors"
 STRATEGY_FILE = "strategy.safetensors"
