@@ -87,6 +87,7 @@ def test_a_resumed_multitask_run_keeps_the_weighters_state(tmp_path, name):
     epoch checkpoints: the resumed run weighs the tasks as the uninterrupted one does."""
     from transferkit.backbones import create_backbone
     from transferkit.multitask.models import HardSharing
+    from transferkit.multitask.step import MultiTaskStep
     from transferkit.multitask.weighters import create_weighter
     from tests.unit.test_multitask import _two_task_data
 
@@ -97,8 +98,7 @@ def test_a_resumed_multitask_run_keeps_the_weighters_state(tmp_path, name):
         model.weighter = create_weighter(name, ["sign", "value"])
         s = settings(epochs=epochs, batch_size=64, lr=0.05)
         out.mkdir(exist_ok=True)
-        return Trainer(s, out, progress=False).fit(model, __import__("transferkit").finetune.Strategy(),
-                                                   _two_task_data(), resume=resume)
+        return Trainer(s, out, progress=False).fit(model, MultiTaskStep(), _two_task_data(), resume=resume)
 
     full = run(tmp_path / "full", 4)
     run(tmp_path / "cut", 2)
