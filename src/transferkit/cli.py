@@ -117,6 +117,7 @@ def continual(
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
     from transferkit.config import ContinualConfig, load_config
     from transferkit.continual.run import comparison_rows, run_continual
+    from transferkit.report.continual import FWT_FOOTNOTE, fwt_cell
 
     cfg = load_config(config, set_ or [], schema=ContinualConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
@@ -128,10 +129,13 @@ def continual(
     table = Table(title=f"continual: {cfg.name or config.stem}")
     for col in ("strategy", "setting", "avg accuracy %", "forgetting %", "BWT %", "FWT %", "seconds"):
         table.add_column(col)
-    for r in comparison_rows(results):
-        table.add_row(r["strategy"], r["setting"], *(str(r.get(k, "")) for k in ("average_accuracy", "forgetting", "bwt",
-                                                                                   "fwt", "seconds")))
+    rows = comparison_rows(results)
+    for r in rows:
+        table.add_row(r["strategy"], r["setting"], *(str(r.get(k, "")) for k in ("average_accuracy", "forgetting", "bwt")),
+                      str(fwt_cell(r)), str(r.get("seconds", "")))
     console.print(table)
+    if any(r["setting"] == "class_il" for r in rows):
+        console.print(FWT_FOOTNOTE)
     console.print(f"Run written to {out} (report: {out / 'report.html'})")
 
 

@@ -18,7 +18,7 @@ from accelerate.utils import set_seed
 from transferkit.backbones import create_backbone
 from transferkit.config import ContinualConfig, dump_config, load_config, parse_config
 from transferkit.continual import create_continual_strategy
-from transferkit.continual.learner import ContinualResult, train_stream
+from transferkit.continual.learner import ContinualResult, check_stream, train_stream
 from transferkit.data.datasets import ArrayDataset
 from transferkit.data.registry import DATASETS, load_dataset
 from transferkit.data.splits import stratified_split
@@ -102,10 +102,12 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
         parse_config(dict(config), "config", overrides, schema=ContinualConfig) if isinstance(config, dict)
         else load_config(config, overrides, schema=ContinualConfig))
     variants = _variants(cfg)
-    for _, c in variants:  # unknown strategy names and bad arguments fail before any data is read
-        create_continual_strategy(c.strategy.name, **c.strategy.args)
+    # unknown strategy names and bad arguments fail before any data is read
+    strategies = [create_continual_strategy(c.strategy.name, **c.strategy.args) for _, c in variants]
     out = Path(out)
     stream = build_stream(cfg.stream)
+    for s in strategies:  # a strategy that cannot learn this stream fails before the run directory is touched
+        check_stream(s, stream)
     prepare_run_dir(out, overwrite, resume)
     (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     results = {}
