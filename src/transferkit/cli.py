@@ -131,8 +131,8 @@ def continual(
         table.add_column(col)
     rows = comparison_rows(results)
     for r in rows:
-        table.add_row(r["strategy"], r["setting"], *(str(r.get(k, "")) for k in ("average_accuracy", "forgetting", "bwt")),
-                      str(fwt_cell(r)), str(r.get("seconds", "")))
+        values = [r.get(k, "") for k in ("average_accuracy", "forgetting", "bwt")] + [fwt_cell(r), r.get("seconds", "")]
+        table.add_row(r["strategy"], r["setting"], *map(str, values))
     console.print(table)
     if any(r["setting"] == "class_il" for r in rows):
         console.print(FWT_FOOTNOTE)

@@ -118,12 +118,12 @@ def test_joint_trains_each_task_rows_through_their_own_head():
     joint.before_task(model, e2)
     data = joint.prepare_data(model, e2.train, None)
     assert len(data) == len(e1.train) + len(e2.train)
-    assert joint.prepare_data(model, e1.test, None) is e1.test  # a validation set stays as it is
     idx = torch.tensor([0, 30, 60, 90])  # rows of task 1 come first in the union
     x, y = data[idx]
     y = torch.as_tensor(y)
     loss = trainer_loss(joint, model, Batch(x, y, task="task2", index=idx))
     torch.testing.assert_close(loss, own_head_ce(model, x, y, ["task1", "task1", "task2", "task2"]))
+    assert joint.prepare_data(model, e1.test, None) is e1.test  # a validation set stays as it is
     with pytest.raises(TransferkitError, match="num_workers"):
         trainer_loss(joint, model, Batch(x, y, task="task2"))
 

@@ -52,7 +52,8 @@ class JointTraining(ContinualStrategy):
                 raise TransferkitError(f"joint: the model's heads {names} are not in the stream's task order; "
                                        "build the model with one head per task, in order.")
             sizes = [len(d) for d in past] + [len(task.train)]
-            self.__dict__["_row_heads"] = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes)])
+            rows = [torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes)]
+            self.__dict__["_row_heads"] = torch.cat(rows)
 
     def prepare_data(self, model, dataset, phase):
         task = self.__dict__.get("_task")

@@ -138,7 +138,8 @@ class ER(ContinualStrategy):
 
     def after_step(self, model, batch, out):
         if self.fill == "online":
-            self.buffer.add(batch.x, batch.targets, **own_heads(model, batch.task, len(batch.targets), batch.targets.device))
+            heads = own_heads(model, batch.task, len(batch.targets), batch.targets.device)
+            self.buffer.add(batch.x, batch.targets, **heads)
 
     def after_task(self, model, task):
         if self.fill == "task_end":
