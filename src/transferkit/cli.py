@@ -115,11 +115,13 @@ def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> No
 
 def continual_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Table]:
     """The terminal table of ``transferkit continual``: one row per strategy and setting."""
-    keys = ("average_accuracy", "forgetting", "bwt", "fwt", "seconds")
+    from transferkit.report.continual import fwt_cell
+
+    keys = ("average_accuracy", "forgetting", "bwt")
     return fitted_tables(f"{title} (%, except seconds)", ["strategy", "setting", "avg acc.", "forgetting", "BWT",
                                                           "FWT", "seconds"],
-                         [[r["strategy"], r["setting"], *(r.get(k, "") for k in keys)] for r in rows], keep=2,
-                         width=width)
+                         [[r["strategy"], r["setting"], *(r.get(k, "") for k in keys), fwt_cell(r), r.get("seconds", "")]
+                          for r in rows], keep=2, width=width)
 
 
 def multitask_tables(headers: list[str], rows: list[list], title: str, width: int = WIDTH) -> list[Table]:
@@ -139,7 +141,7 @@ def continual(
 ) -> None:
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
     from transferkit.config import ContinualConfig, load_config
-    from transferkit.report.continual import comparison_rows
+    from transferkit.report.continual import FWT_FOOTNOTE, comparison_rows
     from transferkit.runs.continual import run_continual
 
     cfg = load_config(config, set_ or [], schema=ContinualConfig)
@@ -153,6 +155,8 @@ def continual(
     rows = comparison_rows({label: res.to_dict() for label, res in results.items()})
     for table in continual_tables(rows, title, console.width):
         console.print(table)
+    if any(r["setting"] == "class_il" for r in rows):
+        console.print(FWT_FOOTNOTE)
     console.print(f"Run written to {out} (report: {out / 'report.html'})")
 
 

@@ -50,6 +50,10 @@ def test_continual_writes_a_run_directory_with_report(tiny_config, tmp_path):
             "compare"} <= set(os.listdir(out))
     res = json.loads((out / "results.json").read_text())
     assert len(res["matrices"]["class_il"]) == 2 and "forgetting" in res["summary"]["class_il"]
+    assert "fwt" not in res["summary"]["class_il"] and "fwt" in res["summary"]["task_il"]
+    class_rows = [line for line in r.stdout.splitlines() if "class_il" in line and not line.startswith("task ")]
+    assert len(class_rows) == 3 and all("n/a" in line for line in class_rows)  # er, naive, lwf: FWT not comparable
+    assert "FWT is n/a in class-IL" in r.stdout
     assert (out / "compare" / "lwf" / "results.json").is_file()
     html = (out / "report.html").read_text()
     assert "Strategy comparison" in html and "accuracy matrix" in html and html.count("<img") >= 6

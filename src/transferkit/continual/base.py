@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from transferkit.continual.state import GrowingState
+from transferkit.errors import TransferkitError
 from transferkit.strategy import Strategy
 
 
@@ -32,9 +33,53 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return old
 
 
+def head_index(model: nn.Module, head: str | None) -> int:
+    """Position of ``head`` among the model's heads (0, the default head, for None)."""
+    return list(model.heads).index(head) if head is not None else 0
+
+
+def logits_by_head(model: nn.Module, features: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+    """Each row's logits from its own head: ``heads[i]`` is the position of row i's head in
+    ``model.heads`` (a multi-head stream's replayed samples go through the head of their task,
+    with their task's labels). The heads must have one width.
+
+    Shape:
+        features: ``[B, D]``; heads: ``[B]``; returns ``[B, C]``.
+    """
+    names = list(model.heads)
+    heads = heads.to(features.device)
+    groups = torch.unique(heads).tolist()
+    if len(groups) == 1:
+        return model.heads[names[groups[0]]](features)
+    rows = [(heads == h).nonzero().flatten() for h in groups]
+    logits = torch.cat([model.heads[names[h]](features[r]) for h, r in zip(groups, rows)])
+    return logits[torch.argsort(torch.cat(rows))]
+
+
+def forward_by_head(model: nn.Module, x: torch.Tensor, heads: torch.Tensor | None, task: str | None,
+                    precomputed: bool = False) -> torch.Tensor:
+    """Logits of ``x``: through each row's own head when ``heads`` is given, else through ``task``'s."""
+    if heads is None:
+        return model(x, task=task, precomputed=precomputed).logits
+    return logits_by_head(model, x if precomputed else model.backbone.features(x), heads)
+
+
+def check_heads_of_one_width(owner: str, stream) -> None:
+    """Replaying samples through their own heads needs heads of one width (their logits are stacked)."""
+    widths = {len(e.classes) for e in stream.experiences}
+    if stream.multi_head and len(widths) > 1:
+        raise TransferkitError(f"{owner} replays samples through their own task's head and needs tasks with the same "
+                               f"number of classes; stream '{stream.name}' has {sorted(widths)}: set "
+                               "stream.multi_head to false.")
+
+
 class ContinualStrategy(GrowingState, Strategy):
     """Base of the continual strategies: its tensors may appear after the first task and are
     restored from checkpoints whatever their shape."""
+
+    def check_stream(self, stream) -> None:
+        """Raise a ``TransferkitError`` before any training if the strategy cannot learn ``stream``."""
+        return None
 
     def prepare_model(self, model):
         self.__dict__["_model"] = model  # a plain reference (not a submodule): resuming rebuilds copies from it

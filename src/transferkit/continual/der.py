@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from transferkit.continual.base import ContinualStrategy
-from transferkit.continual.replay import check_fill, make_buffer, refill, stream_only, task_data
+from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, forward_by_head
+from transferkit.continual.replay import check_fill, make_buffer, own_heads, refill, stream_only, task_data
 from transferkit.strategy import check_number
 
 
@@ -25,6 +25,9 @@ class DER(ContinualStrategy):
             or ``task_end`` (after each task, an equal share per class with the logits of the
             task's final model, as Avalanche's DER).
         single_batch: one memory batch serves both terms (as Avalanche's DER); the paper draws two.
+
+    On a stream with one head per task each stored example keeps its task's head and is replayed
+    through it.
     """
 
     name = "der"
@@ -41,25 +44,29 @@ class DER(ContinualStrategy):
         self.buffer = make_buffer(self.name, size, buffer)
         self.fill, self.single_batch = check_fill(self.name, fill), bool(single_batch)
 
+    def check_stream(self, stream):
+        check_heads_of_one_width(self.name, stream)
+
     def loss_terms(self, batch, out, model):
         stream_only(batch)
         if len(self.buffer) == 0:
             return {}
         n = self.batch_size or len(batch.targets)
         mem = self.buffer.sample(n)
-        logits = model(mem["x"], task=batch.task).logits
+        logits = forward_by_head(model, mem["x"], mem.get("head"), batch.task)
         terms = {"logits": self.weight * F.mse_loss(logits, mem["logits"])}
         if self.replay_weight:
             if not self.single_batch:
                 mem = self.buffer.sample(n)
-                logits = model(mem["x"], task=batch.task).logits
+                logits = forward_by_head(model, mem["x"], mem.get("head"), batch.task)
             terms["replay"] = self.replay_weight * F.cross_entropy(logits, mem["y"])
         return terms
 
     def after_step(self, model, batch, out):
         if self.fill == "online":
             n = len(batch.targets)
-            self.buffer.add(batch.x, batch.targets, logits=out.logits[:n].detach())
+            self.buffer.add(batch.x, batch.targets, logits=out.logits[:n].detach(),
+                            **own_heads(model, batch.task, n, batch.targets.device))
 
     @torch.no_grad()
     def after_task(self, model, task):
@@ -68,7 +75,8 @@ class DER(ContinualStrategy):
             was_training = model.training
             logits = torch.cat([model.eval()(x[a:a + 1024], task=task.head).logits for a in range(0, len(x), 1024)])
             model.train(was_training)
-            self.buffer = refill(self.buffer, {"x": x, "y": y, "logits": logits}, "y")
+            items = {"x": x, "y": y, "logits": logits} | own_heads(model, task, len(y), y.device)
+            self.buffer = refill(self.buffer, items, ("head", "y") if "head" in items else "y")
 
 
 class DERpp(DER):

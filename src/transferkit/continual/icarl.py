@@ -9,6 +9,7 @@ from transferkit.continual.base import TeacherMixin, frozen_copy
 from transferkit.continual.buffers import ReservoirBuffer
 from transferkit.continual.functional import herding, nearest_mean_scores
 from transferkit.continual.replay import task_data, with_replay
+from transferkit.errors import TransferkitError
 from transferkit.strategy import check_number
 
 
@@ -16,7 +17,11 @@ class ICaRL(TeacherMixin):
     """Class-incremental learning with a fixed memory of ``size`` exemplars shared by the classes
     seen so far, chosen by herding; training replays exemplars with a sigmoid (binary
     cross-entropy) loss whose targets for old classes are the previous model's outputs; prediction
-    is the nearest mean of the exemplars' normalised features.
+    is the nearest mean of the exemplars' normalised features. The loss covers the classes seen so
+    far (earlier tasks' and the current one's), not the outputs of classes still to come.
+
+    iCaRL needs new classes in every task over one head: it refuses domain-incremental streams
+    and streams with one head per task.
 
     Args:
         size: exemplar memory size (examples, split equally over the classes seen).
@@ -34,6 +39,26 @@ class ICaRL(TeacherMixin):
         self.memory = ReservoirBuffer(self.size)
         self.register_buffer("old_classes", torch.zeros(0, dtype=torch.long))
         self.register_buffer("means", torch.zeros(0))
+        self.register_buffer("task_classes", torch.zeros(0, dtype=torch.long))
+
+    def check_stream(self, stream):
+        if stream.scenario == "domain":
+            raise TransferkitError(f"icarl learns new classes in each task, but stream '{stream.name}' is "
+                                   "domain-incremental (every task has the same classes); use er, derpp or ewc.")
+        if stream.multi_head:
+            raise TransferkitError("icarl classifies over one head shared by every class; set stream.multi_head "
+                                   "to false (task-IL then masks the other tasks' classes).")
+
+    def before_task(self, model, task):
+        classes = torch.as_tensor(list(getattr(task, "classes", [])), dtype=torch.long)
+        if getattr(task, "head", None) is not None:
+            raise TransferkitError("icarl classifies over one head shared by every class; set stream.multi_head "
+                                   "to false (task-IL then masks the other tasks' classes).")
+        repeated = sorted(set(classes.tolist()) & set(self.old_classes.tolist()))
+        if repeated:
+            raise TransferkitError(f"icarl learns new classes in each task, but task '{task.name}' repeats classes "
+                                   f"{repeated} of earlier tasks (a domain-incremental stream); use er, derpp or ewc.")
+        self.task_classes = classes.to(self.old_classes.device)
 
     def prepare_batch(self, batch):
         return with_replay(batch, self.memory, self.batch_size)
@@ -43,12 +68,13 @@ class ICaRL(TeacherMixin):
 
     def loss_terms(self, batch, out, model):
         target = F.one_hot(batch.targets, out.logits.shape[1]).float()
+        cls = self.old_classes.to(target.device)
         if self.old is not None:
             with torch.no_grad():
                 old = torch.sigmoid(self.old(batch.x, task=batch.task).logits)
-            cls = self.old_classes.to(target.device)
             target[:, cls] = old[:, cls]
-        return {"bce": F.binary_cross_entropy_with_logits(out.logits, target)}
+        seen = torch.unique(torch.cat([cls, self.task_classes.to(target.device), batch.targets]))
+        return {"bce": F.binary_cross_entropy_with_logits(out.logits[:, seen], target[:, seen])}
 
     @torch.no_grad()
     def _features(self, model, x: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from transferkit.continual.base import ContinualStrategy
+from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, head_index, logits_by_head
 from transferkit.continual.buffers import ClassBalancedBuffer, ReservoirBuffer, balanced_subset
 from transferkit.errors import TransferkitError
 from transferkit.strategy import Batch, check_number
@@ -28,14 +29,17 @@ def check_fill(owner: str, fill: str) -> str:
     return fill
 
 
-def refill(buffer: ReservoirBuffer, new: dict[str, torch.Tensor], key: str) -> ReservoirBuffer:
+def refill(buffer: ReservoirBuffer, new: dict[str, torch.Tensor], key: str | tuple[str, ...]) -> ReservoirBuffer:
     """The memory after a task when it is filled at task ends: the stored items plus the task's,
-    cut to an equal random share per value of ``key`` (``"y"``: per class; ``"task"``: per task)."""
+    cut to an equal random share per value of ``key`` (``"y"``: per class; ``"task"``: per task;
+    ``("head", "y")``: per class of each task of a multi-head stream)."""
     old = buffer.all() if len(buffer) else {k: v[:0] for k, v in new.items()}
     device = buffer.seen.device
     items = {k: torch.cat([old[k].to(device), new[k].to(device)]) for k in new}
-    quota = buffer.size // len(torch.unique(items[key]))
-    keep = balanced_subset(items[key], quota).to(device)
+    keys = (key,) if isinstance(key, str) else key
+    groups = torch.unique(torch.stack([items[k] for k in keys], 1), dim=0, return_inverse=True)[1]
+    quota = buffer.size // int(groups.max() + 1)
+    keep = balanced_subset(groups, quota).to(device)
     fresh = type(buffer)(buffer.size, buffer.compact).to(device)
     fresh.add(items["x"][keep], items["y"][keep], **{k: v[keep] for k, v in items.items() if k not in ("x", "y")})
     return fresh
@@ -48,12 +52,33 @@ def task_data(task, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def with_replay(batch: Batch, buffer: ReservoirBuffer, n: int | None) -> Batch:
     """The stream batch with ``n`` (default: as many) stored examples appended."""
+    return replay_batch(batch, buffer, n)[0]
+
+
+def replay_batch(batch: Batch, buffer: ReservoirBuffer, n: int | None) -> tuple[Batch, dict | None]:
+    """(the stream batch with ``n`` stored examples appended, those examples; None if the memory is empty)."""
     stream_only(batch)
     if len(buffer) == 0:
-        return batch
+        return batch, None
     mem = buffer.sample(n or len(batch.targets))
     return Batch(torch.cat([batch.x, mem["x"].to(batch.x.dtype)]), torch.cat([batch.targets, mem["y"]]),
-                 batch.task, batch.precomputed)
+                 batch.task, batch.precomputed), mem
+
+
+def own_heads(model, task, n: int, device) -> dict[str, torch.Tensor]:
+    """``{"head": [n] positions of the task's head}`` to store beside the samples of a multi-head
+    stream's task (a head name or an experience); ``{}`` when the stream has one head."""
+    head = task if task is None or isinstance(task, str) else getattr(task, "head", None)
+    if head is None:
+        return {}
+    return {"head": torch.full((n,), head_index(model, head), dtype=torch.long, device=device)}
+
+
+def row_heads(model, batch: Batch, replayed: torch.Tensor | None) -> torch.Tensor:
+    """The head of every row of a mixed batch: the stream rows' task head, then the replayed rows' own."""
+    n_stream = len(batch.targets) - (0 if replayed is None else len(replayed))
+    own = torch.full((n_stream,), head_index(model, batch.task), dtype=torch.long, device=batch.targets.device)
+    return own if replayed is None else torch.cat([own, replayed.to(own.device)])
 
 
 def stream_only(batch: Batch) -> None:
@@ -65,6 +90,10 @@ def stream_only(batch: Batch) -> None:
 class ER(ContinualStrategy):
     """Experience replay: every step trains on the stream batch plus ``batch_size`` examples drawn
     from a memory of at most ``size`` past examples; each stream batch is then offered to the memory.
+
+    On a stream with one head per task each stored example keeps its task's head, and the loss is
+    the cross-entropy of every example of the mixed batch through its own head (the mean over the
+    batch, as with one head).
 
     Args:
         size: memory size in examples.
@@ -85,15 +114,35 @@ class ER(ContinualStrategy):
         self.batch_size = batch_size
         self.buffer = make_buffer("er", size, buffer, compact)
         self.fill = check_fill("er", fill)
+        self.multi_head = False  # set per task: the stream has one head per task
+
+    def check_stream(self, stream):
+        check_heads_of_one_width(self.name, stream)
+
+    def before_task(self, model, task):
+        self.multi_head = getattr(task, "head", None) is not None
 
     def prepare_batch(self, batch):
-        return with_replay(batch, self.buffer, self.batch_size)
+        mixed, mem = replay_batch(batch, self.buffer, self.batch_size)
+        self.__dict__["_replayed_heads"] = mem["head"] if self.multi_head and mem is not None else None
+        return mixed
+
+    def task_weight(self):
+        return 0.0 if self.multi_head else 1.0  # one head per task: loss_terms gives each row its own head
+
+    def loss_terms(self, batch, out, model):
+        if not self.multi_head:
+            return {}
+        heads = row_heads(model, batch, self.__dict__.get("_replayed_heads"))
+        return {"task": F.cross_entropy(logits_by_head(model, out.features, heads), batch.targets)}
 
     def after_step(self, model, batch, out):
         if self.fill == "online":
-            self.buffer.add(batch.x, batch.targets)
+            heads = own_heads(model, batch.task, len(batch.targets), batch.targets.device)
+            self.buffer.add(batch.x, batch.targets, **heads)
 
     def after_task(self, model, task):
         if self.fill == "task_end":
             x, y = task_data(task, self.buffer.seen.device)
-            self.buffer = refill(self.buffer, {"x": x, "y": y, "task": torch.full_like(y, task.index)}, "task")
+            items = {"x": x, "y": y, "task": torch.full_like(y, task.index)} | own_heads(model, task, len(y), y.device)
+            self.buffer = refill(self.buffer, items, "task")

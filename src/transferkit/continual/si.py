@@ -12,9 +12,14 @@ from transferkit.strategy import check_number
 class SI(ContinualStrategy):
     """Each weight's importance is its contribution to the drop in loss along the training path,
     ``omega = sum_steps -g * delta_theta`` (accumulated after every optimizer step, so it works with
-    any optimizer and device), normalised per task by ``(delta over the task)^2 + damping``. The
-    surrogate loss ``weight * sum_i Omega_i (theta_i - theta*_i)^2`` keeps important weights near
-    their value at the end of the previous task.
+    any optimizer and device), normalised per task by ``(delta over the task)^2 + damping`` and
+    summed over tasks into ``Omega``, clamped at zero as in the authors' code. The surrogate loss
+    ``weight * sum_i Omega_i (theta_i - theta*_i)^2`` keeps important weights near their value at
+    the end of the previous task.
+
+    ``g`` is the total gradient the optimizer stepped on (task loss plus the surrogate and any
+    other strategy's terms, after A-GEM's projection or clipping), as Mammoth's SI uses; the
+    authors' code uses the gradient of the task loss alone.
 
     Args:
         weight: the surrogate loss's multiplier (c).
@@ -31,8 +36,9 @@ class SI(ContinualStrategy):
 
     def before_task(self, model, task):
         now = snapshot(model)
-        if not self.state_of("start_"):
-            self.set_params("start_", now)
+        start = self.state_of("start_")
+        # parameters new to training start here (a copy: prev_ moves with every step)
+        self.set_params("start_", {k: v.clone() for k, v in now.items() if k not in start})
         self.set_params("prev_", now)
         self.set_params("omega_", {k: torch.zeros_like(v) for k, v in now.items()})
 
@@ -48,12 +54,13 @@ class SI(ContinualStrategy):
         importance = self.state_of("importance_")
         if not importance or self.weight == 0:
             return {}
-        return {"penalty": self.weight * quadratic_penalty(dict(model.named_parameters()), self.state_of("start_"),
-                                                           importance)}
+        start = self.state_of("start_")
+        anchors = {k: start[k] for k in importance}  # parameters new to training have no importance yet
+        return {"penalty": self.weight * quadratic_penalty(dict(model.named_parameters()), anchors, importance)}
 
     def after_task(self, model, task):
         end = snapshot(model)
-        new = si_importance(self.state_of("omega_"), self.state_of("start_"), end, self.damping)
-        old = self.state_of("importance_")
-        self.set_params("importance_", {k: old.get(k, 0) + v for k, v in new.items()})
+        omega = {k: v for k, v in self.state_of("omega_").items() if k in end}
+        self.set_params("importance_", si_importance(omega, self.state_of("start_"), end, self.damping,
+                                                     self.state_of("importance_")))
         self.set_params("start_", end)

@@ -36,10 +36,13 @@ def layerwise_lrs(n_stages: int, lr: float, decay: float) -> list[float]:
     return [lr * decay ** (n_stages - i) for i in range(n_stages)]
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
+            t2_scaling: bool = True) -> torch.Tensor:
     """Hinton et al. (2015) distillation loss: ``T^2 * KL(softmax(t/T) || softmax(s/T))``, batch mean.
 
-    The ``T^2`` factor keeps gradient sizes comparable across temperatures.
+    The ``T^2`` factor keeps gradient sizes comparable across temperatures (Hinton et al.);
+    ``t2_scaling=False`` leaves it out, as Learning without Forgetting (Li & Hoiem, 2016) and its
+    reference implementations (Mammoth, Avalanche) do.
 
     Shape:
         student_logits, teacher_logits: ``[B, C]``; returns a scalar.
@@ -47,7 +50,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     t = temperature
     log_p_s = torch.log_softmax(student_logits / t, dim=-1)
     log_p_t = torch.log_softmax(teacher_logits.detach() / t, dim=-1)
-    return (t * t) * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+    kl = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+    return (t * t) * kl if t2_scaling else kl
 
 
 def binary_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:

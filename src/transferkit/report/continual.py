@@ -16,6 +16,16 @@ import numpy as np  # noqa: E402
 from transferkit.report import _style, save_figure, write_html  # noqa: E402
 
 
+NOT_COMPARABLE = "n/a"
+FWT_FOOTNOTE = ("FWT is n/a in class-IL: a class not trained yet is never predicted, so a future task's accuracy "
+                "is near zero for every strategy and the figure does not compare them.")
+
+
+def fwt_cell(row: dict):
+    """The FWT column of a comparison row: its value, or n/a where the setting has none (class-IL)."""
+    return row.get("fwt", NOT_COMPARABLE)
+
+
 def plot_accuracy_matrix(R, tasks: list[str], path: Path, title: str) -> Path:
     """Heat-map of ``R[i][j]`` (rows: after training task i; columns: tested on task j), in %."""
     R = 100 * np.asarray(R, dtype=float)
@@ -84,7 +94,8 @@ def continual_report(out: Path, title: str, labels: list[str] | None = None) -> 
     rows = comparison_rows(results)
     if rows:
         with open(out / "comparison.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            fields = list(dict.fromkeys([*max(rows, key=len), *(k for r in rows for k in r)]))  # class-IL has no FWT
+            w = csv.DictWriter(f, fieldnames=fields, restval=NOT_COMPARABLE)
             w.writeheader()
             w.writerows(rows)
     images = []
@@ -98,7 +109,7 @@ def continual_report(out: Path, title: str, labels: list[str] | None = None) -> 
                                plot_task_curves(R, res["tasks"], out / f"curves_{tag}.png", f"{label} ({setting})")))
     headers = ["strategy", "setting", "avg accuracy %", "forgetting %", "BWT %", "FWT %", "seconds",
                "peak memory MB", "buffer KiB", "params added"]
-    table = [[r["strategy"], r["setting"], r["average_accuracy"], r["forgetting"], r["bwt"], r.get("fwt", ""),
+    table = [[r["strategy"], r["setting"], r["average_accuracy"], r["forgetting"], r["bwt"], fwt_cell(r),
               r["seconds"], r["peak_memory_mb"], r["buffer_kib"], r["params_added"]] for r in rows]
     first = next(iter(results.values()))
     per_task = [[t["task"], t["name"], t["seconds"], t["peak_memory_mb"], round(t["buffer_bytes"] / 1024, 1),
@@ -108,7 +119,8 @@ def continual_report(out: Path, title: str, labels: list[str] | None = None) -> 
     return write_html(out / "report.html", f"transferkit continual: {title}",
                       f"Stream {first['stream']} ({first['scenario']}-incremental, {len(first['tasks'])} tasks). "
                       "Average accuracy over all tasks after the last; forgetting = best earlier accuracy minus final; "
-                      "BWT/FWT as in Lopez-Paz & Ranzato (2017), FWT against the randomly initialised model.",
+                      "BWT/FWT as in Lopez-Paz & Ranzato (2017), FWT against the randomly initialised model. "
+                      + (FWT_FOOTNOTE if any(r["setting"] == "class_il" for r in rows) else ""),
                       [("Strategy comparison", headers, table),
                        (f"Per task ({first['strategy']})", ["task", "name", "seconds", "peak memory MB", "buffer KiB",
                                                             "params added"] + [f"mean acc. seen ({s}) %" for s in settings],

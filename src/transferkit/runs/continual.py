@@ -25,7 +25,7 @@ from transferkit.errors import TransferkitError
 from transferkit.heads import create_head
 from transferkit.model import TransferModel, check_accepts
 from transferkit.report.continual import continual_report
-from transferkit.runs.learner import ContinualResult, train_stream
+from transferkit.runs.learner import ContinualResult, check_stream, train_stream
 
 
 def _pair(spec: str, cfg) -> tuple[ArrayDataset, ArrayDataset]:
@@ -101,10 +101,12 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
         parse_config(dict(config), "config", overrides, schema=ContinualConfig) if isinstance(config, dict)
         else load_config(config, overrides, schema=ContinualConfig))
     variants = _variants(cfg)
-    for _, c in variants:  # unknown strategy names and bad arguments fail before any data is read
-        create_continual_strategy(c.strategy.name, **c.strategy.args)
+    # unknown strategy names and bad arguments fail before any data is read
+    strategies = [create_continual_strategy(c.strategy.name, **c.strategy.args) for _, c in variants]
     out = Path(out)
     stream = build_stream(cfg.stream)
+    for s in strategies:  # a strategy that cannot learn this stream fails before the run directory is touched
+        check_stream(s, stream)
     prepare_run_dir(out, overwrite, resume)
     (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     results = {}
