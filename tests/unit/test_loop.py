@@ -14,17 +14,7 @@ from transferkit.finetune import create_strategy
 from transferkit.heads import create_head
 from transferkit.model import TransferModel
 from tests.unit.test_strategies import tiny_data, tiny_model
-
-
-class Interrupt(Exception):
-    pass
-
-
-def _stop_after(n):
-    def cb(record):
-        if record["epoch"] == n:
-            raise Interrupt
-    return cb
+from tests.unit.test_trainer import Interrupt, _stop_after
 
 
 def _mlp(seed=0):
