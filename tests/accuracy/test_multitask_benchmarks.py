@@ -1,7 +1,9 @@
-"""The multi-task bar on real data: over the three benchmarks (Office-Caltech10 SURF domains,
+"""The multi-task bars on real data: over the three benchmarks (Office-Caltech10 SURF domains,
 Amazon-review domains on frozen MiniLM features, MultiMNIST), the best weighter's delta-m against
-single-task training is positive on at least two. Every weighter trains on each; the configs are
-the examples users run (examples/multitask/*.yaml), some cut down to fit the test budget (the
+single-task training is positive on at least two, and so is the best of each family: the loss
+weighters that set the weights themselves (uncertainty, DWA, RLW, GradNorm) and the gradient-based
+methods (MGDA-UB, PCGrad, CAGrad, IMTL-G). Every weighter trains on each; the configs are the
+examples users run (examples/multitask/*.yaml), some cut down to fit the test budget (the
 overrides below); BENCHMARKS.md has the full-size figures."""
 
 from pathlib import Path
@@ -19,22 +21,48 @@ CUT = {
     "amazon_minilm": ["data.per_task=800", "seeds=2"],
     "multimnist": ["data.train_size=4000", "data.test_size=2000", "train.epochs=4", "seeds=1"],
 }
+REFERENCES = {"equal", "fixed"}  # the plain sum and hand-set weights: no method of either family
+FAMILIES = {
+    "gradient-based": [n for n in WEIGHTERS.names() if hasattr(WEIGHTERS.get(n), "aggregate")],
+    "loss weighting": [n for n in WEIGHTERS.names() if not hasattr(WEIGHTERS.get(n), "aggregate") and n not in REFERENCES],
+}
 
 
 @pytest.fixture(scope="module")
-def best_delta_m(tmp_path_factory) -> dict[str, tuple[str, float]]:
+def delta_ms(tmp_path_factory) -> dict[str, dict[str, float]]:
+    """Per benchmark, every weighter's delta-m %."""
     out = {}
     for name, overrides in CUT.items():
         run_dir = tmp_path_factory.mktemp(name)
         cache = ["data.cache_dir=" + str(run_dir / "cache")] if name == "amazon_minilm" else []
         summary = run_multitask(EXAMPLES / f"{name}.yaml", run_dir / "run", progress=False, overrides=overrides + cache)
         assert set(WEIGHTERS.names()) <= set(summary)  # every weighter trained
-        best = max((w for w in summary if "delta_m" in summary[w]), key=lambda w: summary[w]["delta_m"])
-        out[name] = (best, summary[best]["delta_m"])
-        print(name, out[name])
+        out[name] = {w: summary[w]["delta_m"] for w in WEIGHTERS.names() if "delta_m" in summary[w]}
+        print(name, {w: round(v, 2) for w, v in out[name].items()})
     return out
 
 
-def test_the_best_weighter_beats_single_task_training_on_two_of_the_three_benchmarks(best_delta_m):
-    positive = [name for name, (_, dm) in best_delta_m.items() if dm > 0]
-    assert len(positive) >= 2, f"best weighter per benchmark (Δm %): {best_delta_m}"
+def _best(delta_ms, names) -> dict[str, tuple[str, float]]:
+    return {bench: max(((w, dm[w]) for w in names if w in dm), key=lambda p: p[1]) for bench, dm in delta_ms.items()}
+
+
+def test_the_families_are_the_registered_weighters():
+    assert sorted(FAMILIES["gradient-based"]) == ["cagrad", "imtl_g", "mgda", "pcgrad"]
+    assert sorted(FAMILIES["loss weighting"]) == ["dwa", "gradnorm", "rlw", "uncertainty"]
+
+
+def test_the_best_weighter_beats_single_task_training_on_two_of_the_three_benchmarks(delta_ms):
+    best = _best(delta_ms, WEIGHTERS.names())
+    positive = [name for name, (_, dm) in best.items() if dm > 0]
+    assert len(positive) >= 2, f"best weighter per benchmark (Δm %): {best}"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_the_best_of_each_family_beats_single_task_training_on_two_of_the_three_benchmarks(delta_ms, family):
+    best = _best(delta_ms, FAMILIES[family])
+    positive = [name for name, (_, dm) in best.items() if dm > 0]
+    assert len(positive) >= 2, f"best {family} weighter per benchmark (Δm %): {best}"
+    # Office-Caltech runs at full size here: BENCHMARKS.md gives +3.71 % (RLW) and +4.12 % (PCGrad);
+    # cut-down Amazon measured +2.49 % (DWA) and +2.69 % (IMTL-G)
+    assert best["office_caltech"][1] > 2.0, f"best {family} weighter on Office-Caltech: {best['office_caltech']}"
+    assert best["amazon_minilm"][1] > 1.0, f"best {family} weighter on Amazon: {best['amazon_minilm']}"
