@@ -62,5 +62,7 @@ def test_the_best_of_each_family_beats_single_task_training_on_two_of_the_three_
     best = _best(delta_ms, FAMILIES[family])
     positive = [name for name, (_, dm) in best.items() if dm > 0]
     assert len(positive) >= 2, f"best {family} weighter per benchmark (Δm %): {best}"
-    # Office-Caltech runs at full size here: BENCHMARKS.md gives +3.71 % (RLW) and +4.12 % (PCGrad)
+    # Office-Caltech runs at full size here: BENCHMARKS.md gives +3.71 % (RLW) and +4.12 % (PCGrad);
+    # cut-down Amazon measured +2.49 % (DWA) and +2.69 % (IMTL-G)
     assert best["office_caltech"][1] > 2.0, f"best {family} weighter on Office-Caltech: {best['office_caltech']}"
+    assert best["amazon_minilm"][1] > 1.0, f"best {family} weighter on Amazon: {best['amazon_minilm']}"

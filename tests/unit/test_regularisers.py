@@ -176,5 +176,5 @@ def test_delta_joint_trains_through_the_trainer():
     from transferkit.finetune import create_strategy as make
 
     s = make("delta+joint", joint={"source": tiny_data(12), "batch_size": 5})
-    history = Trainer(settings(epochs=2), progress=False).fit(tiny_model(), s, tiny_data())
+    history = Trainer(settings(epochs=1), progress=False).fit(tiny_model(), s, tiny_data())  # 3 steps
     assert np.isfinite(history[-1]["train/delta/penalty"]) and "train/joint/source" in history[-1]
