@@ -115,10 +115,12 @@ def list_(family: Annotated[Family, typer.Argument(help="What to list.")]) -> No
 
 def continual_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Table]:
     """The terminal table of ``transferkit continual``: one row per strategy and setting."""
-    from transferkit.report.continual import fwt_cell
+    from transferkit.report.continual import METRIC_LABELS, fwt_cell
 
     keys = ("average_accuracy", "forgetting", "bwt")
-    return fitted_tables(f"{title} (%, except seconds)", ["strategy", "setting", "avg acc.", "forgetting", "BWT",
+    metrics = {METRIC_LABELS.get(r.get("metric", "accuracy"), "score") for r in rows}
+    avg = "avg acc." if metrics <= {"accuracy"} else f"avg {metrics.pop()}" if len(metrics) == 1 else "avg score"
+    return fitted_tables(f"{title} (%, except seconds)", ["strategy", "setting", avg, "forgetting", "BWT",
                                                           "FWT", "seconds"],
                          [[r["strategy"], r["setting"], *(r.get(k, "") for k in keys), fwt_cell(r), r.get("seconds", "")]
                           for r in rows], keep=2, width=width)
@@ -148,7 +150,7 @@ def continual(
     out = out or Path("runs") / (cfg.name or config.stem)
     results = run_continual(cfg, out, overwrite=overwrite, resume=resume,
                             on_task=lambda r: console.print(
-                                f"task {r['task']} ({r['name']}): {r['seconds']:.1f} s, mean accuracy on tasks seen "
+                                f"task {r['task']} ({r['name']}): {r['seconds']:.1f} s, mean {r['metric']} on tasks seen "
                                 + ", ".join(f"{k.split('/')[1]} {100 * v:.1f}%" for k, v in r.items()
                                             if k.startswith("seen_accuracy/"))))
     title = f"continual: {cfg.name or config.stem}"

@@ -173,10 +173,12 @@ class ContinualConfig(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _streams_are_classification(cls, model: ModelConfig) -> ModelConfig:
-        if model.task != "classification":
-            raise TransferkitError(f"continual streams are class-labelled, so model.task must be 'classification' "
-                                   f"(got '{model.task}'); remove the key.")
+    def _split_streams_are_classification(cls, model: ModelConfig, info: ValidationInfo) -> ModelConfig:
+        stream = info.data.get("stream")  # validated first (declared above)
+        if model.task != "classification" and stream is not None and stream.kind == "split_classes":
+            raise TransferkitError(f"stream.kind 'split_classes' groups class labels into tasks, so model.task "
+                                   f"'{model.task}' cannot use it; choose stream.kind permuted, rotated or "
+                                   "sequence (domain streams of any task type), or remove model.task.")
         return model
 
 

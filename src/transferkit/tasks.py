@@ -64,6 +64,7 @@ class TaskType:
 
     name: str = ""
     metric: str = ""
+    score: str = ""  # a metric where higher is better, 1 at best: the entries of a continual score matrix
     mode: str = "max"
 
     @property
@@ -111,7 +112,7 @@ class Classification(TaskType):
         logits: ``[N, C]``; targets: ``[N]`` int64 class indices.
     """
 
-    name, metric, mode = "classification", "accuracy", "max"
+    name, metric, mode, score = "classification", "accuracy", "max", "accuracy"
 
     def outputs(self, targets) -> int:
         y = _numpy(targets)
@@ -170,7 +171,7 @@ class Multilabel(TaskType):
         logits: ``[N, C]``; targets: ``[N, C]`` float32 in {0, 1}.
     """
 
-    name, metric, mode = "multilabel", "mAP", "max"
+    name, metric, mode, score = "multilabel", "mAP", "max", "mAP"
 
     def outputs(self, targets) -> int:
         return int(_numpy(targets).shape[1])
@@ -219,7 +220,7 @@ class Regression(TaskType):
         logits: ``[N, k]``; targets: ``[N]`` (k = 1) or ``[N, k]`` float32.
     """
 
-    name, metric, mode = "regression", "mae", "min"
+    name, metric, mode, score = "regression", "mae", "min", "r2"
 
     def __init__(self, loss: str = "mse") -> None:
         if loss not in ("mse", "l1"):

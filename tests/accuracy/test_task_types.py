@@ -5,6 +5,8 @@
    mean of those 20 ratings and the same model trained from scratch on them.
 2. MultiMNIST's two digits as one 10-way multi-hot target: a small CNN pretrained on MNIST digits and
    fine-tuned on 500 MultiMNIST images reaches a stated test mAP.
+3. Continual learning on a multi-label stream (Permuted MultiMNIST): LwF forgets less than plain
+   fine-tuning by a stated factor.
 """
 
 import hashlib
@@ -17,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +130,18 @@ def test_multimnist_multi_hot_digits_reach_the_stated_map(shared_data, tmp_path)
     print("MultiMNIST test:", {k: round(v, 3) for k, v in summary.items() if k.startswith("test/")})
     assert summary["test_examples"] == 5000 and summary["test/mAP"] >= 0.85, summary
     assert "test/mAP" in r.stdout
+
+
+def test_lwf_forgets_less_than_fine_tuning_on_a_multi_label_stream(shared_data, tmp_path):
+    """Continual learning on real multi-label images: Permuted MultiMNIST (3 tasks, the example
+    config), test mAP after every task. LwF distils each label's softened Bernoulli from the
+    previous model. Measured (seed 0): forgetting LwF 0.67 vs fine-tuning 4.36 points of mAP
+    (average mAP 66.7 vs 77.4: LwF trades plasticity for stability)."""
+    r = cli("continual", ROOT / "examples" / "continual" / "permuted_multimnist.yaml", "--out", tmp_path / "run",
+            "--set", "stream.tasks=3", "--set", "compare.strategies=[naive]")
+    res = {name: json.loads(p.read_text()) for name, p in
+           [("lwf", tmp_path / "run" / "results.json"), ("naive", tmp_path / "run" / "compare" / "naive" / "results.json")]}
+    lwf, naive = (res[k]["summary"]["domain_il"] for k in ("lwf", "naive"))
+    print("forgetting (mAP):", {k: round(100 * res[k]["summary"]["domain_il"]["forgetting"], 2) for k in res})
+    assert all(v["metric"] == "mAP" for v in res.values()) and "avg mAP" in r.stdout
+    assert naive["forgetting"] >= 0.02 and lwf["forgetting"] <= naive["forgetting"] / 2, (lwf, naive)

@@ -107,3 +107,28 @@ def test_bad_targets_exit_2_with_one_sentence_naming_the_file_and_the_fix(case, 
     assert text.startswith(f"Error: '{bad_file}'") and re.search(message, text), text
     assert text.endswith(".") and not re.search(r"\.\s", text[:-1]), text  # one sentence
     assert "Traceback" not in err and not (tmp_path / "run").exists()  # refused before the run directory
+
+
+def test_continual_learns_a_regression_stream_from_the_cli(tmp_path, monkeypatch, capsys):
+    """A permuted stream of real-valued targets: the matrix holds R², LwF distils the outputs with MSE,
+    and strategies that need class labels, or a split_classes stream, are refused with exit code 2."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 8)).astype(np.float32)
+    np.savez(tmp_path / "values.npz", x=x, y=(2 * x[:, 0] + x[:, 1]).astype(np.float32))
+    cfg = {"stream": {"kind": "permuted", "dataset": str(tmp_path / "values.npz"), "tasks": 2},
+           "model": {"task": "regression", "backbone": "mlp", "backbone_args": {"in_features": 8, "hidden": [16]}},
+           "strategy": {"name": "lwf"}, "train": {"epochs": 3, "batch_size": 16, "lr": 0.01},
+           "compare": {"strategies": ["naive", "er"]}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out, err = run_cli(monkeypatch, capsys, "continual", path, "--out", tmp_path / "run")
+    assert code == 0, err
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["metric"] == "r2" and len(res["matrices"]["domain_il"]) == 2
+    assert res["matrices"]["domain_il"][0][0] > 0.5  # the first task is learned (R² of 2x0 + x1)
+    assert "avg R²" in out and "R² matrix" in (tmp_path / "run" / "report.html").read_text()
+    for override, message in [("strategy.name=ewc", "ewc's Fisher is that of the class probabilities"),
+                              ("stream.kind=split_classes", "stream.kind 'split_classes' groups class labels")]:
+        code, out, err = run_cli(monkeypatch, capsys, "continual", path, "--out", tmp_path / "bad", "--set", override,
+                                 "--set", "compare.strategies=[]")
+        assert code == 2 and message in out + err and not (tmp_path / "bad").exists()

@@ -286,8 +286,10 @@ def test_joint_trains_a_regression_source_head_with_the_regression_loss(tmp_path
     torch.testing.assert_close(term, 0.25 * ((model(xs, task="source").logits[:, 0] - ys) ** 2).mean())
     from transferkit.config import ContinualConfig, parse_config
 
-    with pytest.raises(TransferkitError, match="config key 'model': continual streams are class-labelled"):
+    with pytest.raises(TransferkitError, match="config key 'model': stream.kind 'split_classes' groups class labels"):
         parse_config({"model": {"task": "regression"}}, schema=ContinualConfig)
+    permuted = {"stream": {"kind": "permuted", "dataset": "x.npz"}, "model": {"task": "regression"}}
+    assert parse_config(permuted, schema=ContinualConfig).model.task == "regression"
 
 
 def test_a_multitask_config_declares_each_tasks_type():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, forward_by_head
+from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, forward_by_head, task_loss
 from transferkit.continual.functional import agem_project
 from transferkit.continual.replay import make_buffer, own_heads
 from transferkit.strategy import check_number
@@ -40,7 +39,7 @@ class AGEM(ContinualStrategy):
         # from the stream batch (zero) but has one from its memory examples
         params = [p for p in model.parameters() if p.requires_grad]
         mem = self.buffer.sample(self.batch_size)
-        loss = F.cross_entropy(forward_by_head(model, mem["x"], mem.get("head"), batch.task), mem["y"])
+        loss = task_loss(model, forward_by_head(model, mem["x"], mem.get("head"), batch.task), mem["y"])
         ref = torch.autograd.grad(loss, params, allow_unused=True)
         g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
         g_ref = torch.cat([(r if r is not None else torch.zeros_like(p)).flatten() for r, p in zip(ref, params)])

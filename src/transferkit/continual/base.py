@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from transferkit.continual.state import GrowingState
@@ -62,6 +63,12 @@ def forward_by_head(model: nn.Module, x: torch.Tensor, heads: torch.Tensor | Non
     if heads is None:
         return model(x, task=task, precomputed=precomputed).logits
     return logits_by_head(model, x if precomputed else model.backbone.features(x), heads)
+
+
+def task_loss(model: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The model's task loss (cross-entropy, BCE with logits, MSE/L1) of replayed or stored examples."""
+    task = getattr(model, "task_type", None)
+    return task.loss(logits, targets) if task is not None else F.cross_entropy(logits, targets)
 
 
 def check_heads_of_one_width(owner: str, stream) -> None:

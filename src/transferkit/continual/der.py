@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, forward_by_head
-from transferkit.continual.replay import check_fill, make_buffer, own_heads, refill, stream_only, task_data
+from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, forward_by_head, task_loss
+from transferkit.continual.replay import check_buffer_fits, check_fill, make_buffer, own_heads, refill, stream_only, task_data
 from transferkit.strategy import check_number
 
 
@@ -46,6 +46,7 @@ class DER(ContinualStrategy):
 
     def check_stream(self, stream):
         check_heads_of_one_width(self.name, stream)
+        check_buffer_fits(self.name, self.buffer, stream)
 
     def loss_terms(self, batch, out, model):
         stream_only(batch)
@@ -59,7 +60,7 @@ class DER(ContinualStrategy):
             if not self.single_batch:
                 mem = self.buffer.sample(n)
                 logits = forward_by_head(model, mem["x"], mem.get("head"), batch.task)
-            terms["replay"] = self.replay_weight * F.cross_entropy(logits, mem["y"])
+            terms["replay"] = self.replay_weight * task_loss(model, logits, mem["y"])
         return terms
 
     def after_step(self, model, batch, out):
@@ -76,7 +77,10 @@ class DER(ContinualStrategy):
             logits = torch.cat([model.eval()(x[a:a + 1024], task=task.head).logits for a in range(0, len(x), 1024)])
             model.train(was_training)
             items = {"x": x, "y": y, "logits": logits} | own_heads(model, task, len(y), y.device)
-            self.buffer = refill(self.buffer, items, ("head", "y") if "head" in items else "y")
+            if y.is_floating_point():  # multi-hot rows or values have no class: an equal share per task
+                items["task"] = torch.full((len(y),), task.index, dtype=torch.long, device=y.device)
+            key = "task" if "task" in items else ("head", "y") if "head" in items else "y"
+            self.buffer = refill(self.buffer, items, key)
 
 
 class DERpp(DER):

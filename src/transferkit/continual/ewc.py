@@ -48,6 +48,11 @@ class EWC(ContinualStrategy):
         self.fisher_samples, self.batch_size, self.fisher = fisher_samples, int(batch_size), fisher
         self.register_buffer("tasks", torch.zeros((), dtype=torch.long))
 
+    def check_stream(self, stream):
+        if stream.task != "classification":
+            raise TransferkitError(f"{self.name}'s Fisher is that of the class probabilities, but stream "
+                                   f"'{stream.name}' holds {stream.task} targets; use si, lwf, er or derpp.")
+
     def loss_terms(self, batch, out, model):
         if int(self.tasks) == 0 or self.weight == 0:
             return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from transferkit.continual.base import TeacherMixin, frozen_copy, head_index
-from transferkit.continual.functional import kd_loss
+from transferkit.finetune.functional import distillation_loss
 from transferkit.data.batches import batches
 from transferkit.errors import TransferkitError
 from transferkit.strategy import check_number
@@ -20,7 +20,9 @@ class LwF(TeacherMixin):
 
     ``KD_T`` is ``KL(softmax(teacher / T) || softmax(student / T))``, the paper's loss up to the
     teacher's entropy (a constant), without Hinton's ``T^2`` factor: Li & Hoiem (2016), Mammoth and
-    Avalanche leave it out.
+    Avalanche leave it out. It follows the model's task type: for multi-label heads each label's
+    softened Bernoulli, and for regression the mean squared difference of the outputs (domain
+    streams of any task type; see ``finetune.functional.distillation_loss``).
 
     Args:
         weight: the distillation term's multiplier (lambda_o; alpha in Mammoth and Avalanche).
@@ -88,15 +90,20 @@ class LwF(TeacherMixin):
             return {}
         terms = []
         teacher = self._teacher_out(batch)
+        task = getattr(getattr(model, "task_type", None), "name", "classification")
+
+        def distill(student, old):
+            return distillation_loss(task, student, old, self.temperature, self.t2_scaling)
+
         if batch.task is not None and len(model.heads) > 1:  # one head per task: distil the earlier tasks' heads
             names = list(model.heads)
             for head in (names[h] for h in self.old_heads.tolist()):
                 if head != batch.task:
                     t = self.old.heads[head](teacher.features)
-                    terms.append(kd_loss(model.heads[head](out.features), t, self.temperature, self.t2_scaling))
+                    terms.append(distill(model.heads[head](out.features), t))
         else:  # the classes of earlier tasks (all outputs when the tasks did not say)
             cls = self.old_classes.to(out.logits.device) if len(self.old_classes) else slice(None)
-            terms.append(kd_loss(out.logits[:, cls], teacher.logits[:, cls], self.temperature, self.t2_scaling))
+            terms.append(distill(out.logits[:, cls], teacher.logits[:, cls]))
         return {"distill": self.weight * sum(terms)} if terms else {}
 
     def after_task(self, model, task):

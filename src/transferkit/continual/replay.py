@@ -45,6 +45,13 @@ def refill(buffer: ReservoirBuffer, new: dict[str, torch.Tensor], key: str | tup
     return fresh
 
 
+def check_buffer_fits(owner: str, buffer: ReservoirBuffer, stream) -> None:
+    """A class-balanced memory needs class labels; a stream of multi-hot rows or values has none."""
+    if isinstance(buffer, ClassBalancedBuffer) and stream.task != "classification":
+        raise TransferkitError(f"{owner}: a class_balanced buffer balances class labels, but stream '{stream.name}' "
+                               f"holds {stream.task} targets; set buffer to reservoir.")
+
+
 def task_data(task, device) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = task.train[list(range(len(task.train)))]
     return x.to(device), torch.as_tensor(y).to(device)
@@ -118,6 +125,7 @@ class ER(ContinualStrategy):
 
     def check_stream(self, stream):
         check_heads_of_one_width(self.name, stream)
+        check_buffer_fits(self.name, self.buffer, stream)
 
     def before_task(self, model, task):
         self.multi_head = getattr(task, "head", None) is not None

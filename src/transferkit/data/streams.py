@@ -4,6 +4,9 @@
 - ``permuted``: the same labels under a fixed random pixel permutation per task (domain-incremental);
 - ``rotated``: the same labels under a fixed rotation per task (domain-incremental);
 - ``sequence``: a list of datasets with the same label set, one per task (e.g. MNIST -> USPS).
+
+Domain streams (``permuted``, ``rotated``, ``sequence``) take datasets of any task type (class
+indices, multi-hot rows, real values); ``split_classes`` needs class indices.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from transferkit.data.datasets import ArrayDataset
+from transferkit.data.splits import has_classes
 from transferkit.errors import TransferkitError
 
 Scenario = Literal["class", "task", "domain"]
@@ -46,6 +50,7 @@ class Stream:
     scenario: Scenario
     experiences: list[Experience]
     num_classes: int  # outputs of the single head (per head when multi-headed)
+    task: str = "classification"  # the task type of every experience (model.task)
 
     @property
     def multi_head(self) -> bool:
@@ -80,13 +85,23 @@ def _check(train: Dataset, test: Dataset) -> None:
                                    f"'{getattr(ds, 'name', ds)}' is a {type(ds).__name__}. Convert it to an .npz file.")
 
 
+def _outputs(ds: ArrayDataset) -> tuple[list[int], int]:
+    """(the classes, the head's width) of a dataset: its sorted labels for class indices; no
+    classes and the target width for multi-hot rows or values."""
+    y = np.asarray(ds.targets)
+    if has_classes(y):
+        labels = sorted(set(y.tolist()))
+        return labels, len(labels)
+    return [], 1 if y.ndim == 1 else int(y.shape[1])
+
+
 def _finish(name: str, scenario: Scenario, parts: list[tuple[str, Dataset, Dataset, list[int]]], num_classes: int,
-            multi_head: bool = False) -> Stream:
+            multi_head: bool = False, task: str = "classification") -> Stream:
     exps = []
     for i, (ename, tr, te, cls) in enumerate(parts):
         exps.append(Experience(i, ename, tr, te, cls, len(parts), head=ename if multi_head else None,
                                seen_train=[e.train for e in exps]))
-    return Stream(name, scenario, exps, num_classes)
+    return Stream(name, scenario, exps, num_classes, task)
 
 
 def _subset(ds: ArrayDataset, classes: list[int], remap: bool, name: str) -> ArrayDataset:
@@ -106,6 +121,9 @@ def split_classes(train: ArrayDataset, test: ArrayDataset, classes_per_task: int
         >>> stream = split_classes(mnist_train, mnist_test, classes_per_task=2)   # Split-MNIST, 5 tasks
     """
     _check(train, test)
+    if not has_classes(train.targets):
+        raise TransferkitError(f"A split_classes stream groups class labels into tasks, and '{train.name}' holds "
+                               "multi-hot rows or values; use a permuted, rotated or sequence stream.")
     labels = sorted(set(train.targets.tolist()))
     order = list(order) if order is not None else labels
     if sorted(order) != labels:
@@ -124,18 +142,19 @@ def split_classes(train: ArrayDataset, test: ArrayDataset, classes_per_task: int
     return _finish(name, scenario, parts, classes_per_task if multi_head else len(labels), multi_head)
 
 
-def permuted(train: ArrayDataset, test: ArrayDataset, tasks: int = 10, seed: int = 0, name: str = "permuted") -> Stream:
+def permuted(train: ArrayDataset, test: ArrayDataset, tasks: int = 10, seed: int = 0, name: str = "permuted",
+             task: str = "classification") -> Stream:
     """``tasks`` copies of the data, each under its own fixed random pixel permutation (domain-IL)."""
     _check(train, test)
     g = torch.Generator().manual_seed(seed)
     size = train.x[0].numel()
-    labels = sorted(set(train.targets.tolist()))
+    labels, width = _outputs(train)
     parts = []
     for t in range(tasks):
         perm = torch.randperm(size, generator=g)
         parts.append((f"task{t + 1}", PermutedView(train, perm, f"{name}:task{t + 1}"),
                       PermutedView(test, perm, f"{name}:task{t + 1}:test"), labels))
-    return _finish(name, "domain", parts, len(labels))
+    return _finish(name, "domain", parts, width, task=task)
 
 
 def _rotate(ds: ArrayDataset, degrees: float, name: str) -> ArrayDataset:
@@ -147,34 +166,35 @@ def _rotate(ds: ArrayDataset, degrees: float, name: str) -> ArrayDataset:
     x = rotate(ds.x, degrees, interpolation=InterpolationMode.BILINEAR)
     if ds.x.min() >= 0 and ds.x.max() <= 1:  # keep 8-bit images 8-bit (replay stores them compactly)
         x = (x * 255).round() / 255
-    return ArrayDataset(x, ds.targets, name=name, class_names=ds.class_names)
+    return ArrayDataset(x, ds.targets, name=name, class_names=ds.class_names, task=ds.task)
 
 
 def rotated(train: ArrayDataset, test: ArrayDataset, tasks: int = 10, seed: int = 0, max_degrees: float = 180.0,
-            name: str = "rotated") -> Stream:
+            name: str = "rotated", task: str = "classification") -> Stream:
     """``tasks`` copies of the images, each rotated by its own fixed random angle in [0, max_degrees)."""
     _check(train, test)
     if train.kind != "image":
         raise TransferkitError(f"Rotations need images; '{train.name}' holds vectors. Use a permuted stream.")
     g = torch.Generator().manual_seed(seed)
-    labels = sorted(set(train.targets.tolist()))
+    labels, width = _outputs(train)
     parts = []
     for t in range(tasks):
         deg = float(torch.rand((), generator=g)) * max_degrees
         parts.append((f"task{t + 1}", _rotate(train, deg, f"{name}:task{t + 1}"),
                       _rotate(test, deg, f"{name}:task{t + 1}:test"), labels))
-    return _finish(name, "domain", parts, len(labels))
+    return _finish(name, "domain", parts, width, task=task)
 
 
-def sequence(datasets: list[tuple[str, ArrayDataset, ArrayDataset]], name: str = "sequence") -> Stream:
-    """One task per (name, train, test) triple, all with the same labels and input shape (domain-IL)."""
-    labels = None
+def sequence(datasets: list[tuple[str, ArrayDataset, ArrayDataset]], name: str = "sequence",
+             task: str = "classification") -> Stream:
+    """One task per (name, train, test) triple, all with the same labels (or target width) and input
+    shape (domain-IL)."""
+    labels, width = _outputs(datasets[0][1])
     for dname, tr, te in datasets:
         _check(tr, te)
-        these = sorted(set(tr.targets.tolist()))
-        labels = labels or these
-        if these != labels or tr.x.shape[1:] != datasets[0][1].x.shape[1:]:
-            raise TransferkitError(f"Dataset '{dname}' does not match the first of the sequence (labels {labels}, "
+        if _outputs(tr) != (labels, width) or tr.x.shape[1:] != datasets[0][1].x.shape[1:]:
+            what = f"labels {labels}" if labels else f"{width} target columns"
+            raise TransferkitError(f"Dataset '{dname}' does not match the first of the sequence ({what}, "
                                    f"inputs {tuple(datasets[0][1].x.shape[1:])}); set data.image_size to bring "
                                    "images to one size.")
-    return _finish(name, "domain", [(d, tr, te, labels) for d, tr, te in datasets], len(labels))
+    return _finish(name, "domain", [(d, tr, te, labels) for d, tr, te in datasets], width, task=task)

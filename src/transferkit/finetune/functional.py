@@ -54,10 +54,12 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return (t * t) * kl if t2_scaling else kl
 
 
-def binary_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+def binary_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
+                   t2_scaling: bool = True) -> torch.Tensor:
     """Distillation for multi-label outputs: each label's softened Bernoulli ``sigmoid(z / T)``,
     ``T^2 * sum_labels KL(Bern(sigmoid(t/T)) || Bern(sigmoid(s/T)))``, batch mean (Hinton et al.'s loss
-    with a sigmoid per label in place of the softmax over classes).
+    with a sigmoid per label in place of the softmax over classes; ``t2_scaling=False`` leaves out
+    the ``T^2``, as ``kd_loss`` does for LwF).
 
     Shape:
         student_logits, teacher_logits: ``[B, C]``; returns a scalar.
@@ -67,7 +69,8 @@ def binary_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     p_t = torch.sigmoid(t_logits)
     cross = F.binary_cross_entropy_with_logits(s_logits, p_t, reduction="none")  # H(p_t, p_s)
     entropy = F.binary_cross_entropy_with_logits(t_logits, p_t, reduction="none")  # H(p_t)
-    return (t * t) * (cross - entropy).sum(-1).mean()
+    kl = (cross - entropy).sum(-1).mean()
+    return (t * t) * kl if t2_scaling else kl
 
 
 def output_mse(student_out: torch.Tensor, teacher_out: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
@@ -78,6 +81,24 @@ def output_mse(student_out: torch.Tensor, teacher_out: torch.Tensor, temperature
         student_out, teacher_out: ``[B, k]``; returns a scalar.
     """
     return F.mse_loss(student_out, teacher_out.detach())
+
+
+def distillation_loss(task: str, student_out: torch.Tensor, teacher_out: torch.Tensor, temperature: float,
+                      t2_scaling: bool = True) -> torch.Tensor:
+    """The distillation term of a head of task type ``task`` (KD's and LwF's): ``kd_loss`` for
+    ``classification``, ``binary_kd_loss`` for ``multilabel`` and ``output_mse`` for ``regression``
+    (values are not softened, so ``temperature`` and ``t2_scaling`` do not apply).
+
+    Shape:
+        student_out, teacher_out: ``[B, C]``; returns a scalar.
+    """
+    if task == "classification":
+        return kd_loss(student_out, teacher_out, temperature, t2_scaling)
+    if task == "multilabel":
+        return binary_kd_loss(student_out, teacher_out, temperature, t2_scaling)
+    if task == "regression":
+        return output_mse(student_out, teacher_out)
+    raise ValueError(f"no distillation term for task type {task!r}")
 
 
 def feature_map_distance(maps: list[torch.Tensor], source_maps: list[torch.Tensor],

@@ -7,14 +7,11 @@ from pathlib import Path
 import torch
 
 from transferkit.errors import TransferkitError
-from transferkit.finetune.functional import binary_kd_loss, kd_loss, output_mse, similarity_preserving_loss
+from transferkit.finetune.functional import distillation_loss, similarity_preserving_loss
 from transferkit.finetune.joint import draw_batch
 from transferkit.finetune.saved import load_model
 from transferkit.model import TransferModel
 from transferkit.strategy import Strategy, check_number
-
-
-DISTILL = {"classification": kd_loss, "multilabel": binary_kd_loss, "regression": output_mse}  # by the teacher's task type
 
 
 class KD(Strategy):
@@ -79,8 +76,8 @@ class KD(Strategy):
         if teacher_out.logits.shape != out.logits.shape:
             raise TransferkitError(f"kd: the teacher predicts {teacher_out.logits.shape[-1]} classes but the student "
                                    f"{out.logits.shape[-1]}; train both on the same label set.")
-        distill = DISTILL[self.teacher.task_type.name]
-        terms = {"distill": self.weight * distill(out.logits, teacher_out.logits, self.temperature)}
+        distill = distillation_loss(self.teacher.task_type.name, out.logits, teacher_out.logits, self.temperature)
+        terms = {"distill": self.weight * distill}
         if self.feature_weight:
             terms["features"] = self.feature_weight * similarity_preserving_loss(out.features, teacher_out.features)
         return terms

@@ -17,6 +17,12 @@ from transferkit.report import _style, save_figure, write_html  # noqa: E402
 
 
 NOT_COMPARABLE = "n/a"
+METRIC_LABELS = {"accuracy": "accuracy", "mAP": "mAP", "r2": "R²"}  # what a score matrix holds (results' "metric")
+
+
+def metric_label(res: dict) -> str:
+    """How a result's matrix entries are named: accuracy, or a multi-label / regression stream's score."""
+    return METRIC_LABELS.get(res.get("metric", "accuracy"), res.get("metric", "accuracy"))
 FWT_FOOTNOTE = ("FWT is n/a in class-IL: a class not trained yet is never predicted, so a future task's accuracy "
                 "is near zero for every strategy and the figure does not compare them.")
 
@@ -26,7 +32,7 @@ def fwt_cell(row: dict):
     return row.get("fwt", NOT_COMPARABLE)
 
 
-def plot_accuracy_matrix(R, tasks: list[str], path: Path, title: str) -> Path:
+def plot_accuracy_matrix(R, tasks: list[str], path: Path, title: str, metric: str = "accuracy") -> Path:
     """Heat-map of ``R[i][j]`` (rows: after training task i; columns: tested on task j), in %."""
     R = 100 * np.asarray(R, dtype=float)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(tasks), 0.8 + 0.5 * len(R)))
@@ -40,11 +46,11 @@ def plot_accuracy_matrix(R, tasks: list[str], path: Path, title: str) -> Path:
     ax.set_xticks(range(0, len(tasks), step), [tasks[j] for j in range(0, len(tasks), step)], rotation=45, fontsize=7)
     ax.set_yticks(range(0, len(R), step), [f"after {tasks[i]}" for i in range(0, len(R), step)], fontsize=7)
     ax.set(xlabel="tested on", title=title)
-    fig.colorbar(im, ax=ax, label="accuracy %")
+    fig.colorbar(im, ax=ax, label=f"{metric} %")
     return save_figure(fig, path)
 
 
-def plot_task_curves(R, tasks: list[str], path: Path, title: str) -> Path:
+def plot_task_curves(R, tasks: list[str], path: Path, title: str, metric: str = "accuracy") -> Path:
     """Accuracy of each task (one line each) after every training task: forgetting shows as a fall."""
     R = 100 * np.asarray(R, dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -56,7 +62,7 @@ def plot_task_curves(R, tasks: list[str], path: Path, title: str) -> Path:
             label="mean over tasks seen")
     ax.set_ylim(0, 101)
     ax.set_xticks(range(1, len(R) + 1, max(1, len(R) // 10)))
-    _style(ax, "tasks trained", "accuracy %", title)
+    _style(ax, "tasks trained", f"{metric} %", title)
     return save_figure(fig, path)
 
 
@@ -83,7 +89,8 @@ def comparison_rows(results: dict[str, dict]) -> list[dict]:
                 "seconds": round(float(np.sum([t["seconds"] for t in per_task])), 1),
                 "peak_memory_mb": max(t["peak_memory_mb"] for t in per_task),
                 "buffer_kib": round(max(t["buffer_bytes"] for t in per_task) / 1024, 1),
-                "params_added": int(np.sum([t["new_params"] for t in per_task]))})
+                "params_added": int(np.sum([t["new_params"] for t in per_task])),
+                "metric": res.get("metric", "accuracy")})
     return rows
 
 
@@ -102,27 +109,30 @@ def continual_report(out: Path, title: str, labels: list[str] | None = None) -> 
     for label, res in results.items():
         for setting, R in res["matrices"].items():
             if len(R) == len(res["tasks"]):
-                tag = f"{label}_{setting}".replace("+", "_")
-                images.append((f"{label}, {setting}: accuracy matrix",
-                               plot_accuracy_matrix(R, res["tasks"], out / f"matrix_{tag}.png", f"{label} ({setting})")))
-                images.append((f"{label}, {setting}: accuracy of each task over time",
-                               plot_task_curves(R, res["tasks"], out / f"curves_{tag}.png", f"{label} ({setting})")))
-    headers = ["strategy", "setting", "avg accuracy %", "forgetting %", "BWT %", "FWT %", "seconds",
+                tag, metric = f"{label}_{setting}".replace("+", "_"), metric_label(res)
+                images.append((f"{label}, {setting}: {metric} matrix",
+                               plot_accuracy_matrix(R, res["tasks"], out / f"matrix_{tag}.png", f"{label} ({setting})",
+                                                    metric)))
+                images.append((f"{label}, {setting}: {metric} of each task over time",
+                               plot_task_curves(R, res["tasks"], out / f"curves_{tag}.png", f"{label} ({setting})",
+                                                metric)))
+    first = next(iter(results.values()))
+    metric = metric_label(first)
+    headers = ["strategy", "setting", f"avg {metric} %", "forgetting %", "BWT %", "FWT %", "seconds",
                "peak memory MB", "buffer KiB", "params added"]
     table = [[r["strategy"], r["setting"], r["average_accuracy"], r["forgetting"], r["bwt"], fwt_cell(r),
               r["seconds"], r["peak_memory_mb"], r["buffer_kib"], r["params_added"]] for r in rows]
-    first = next(iter(results.values()))
     per_task = [[t["task"], t["name"], t["seconds"], t["peak_memory_mb"], round(t["buffer_bytes"] / 1024, 1),
                  t["new_params"], *[f"{100 * v:.1f}" for k, v in t.items() if k.startswith("seen_accuracy/")]]
                 for t in first["per_task"]]
     settings = [k.split("/")[1] for k in first["per_task"][0] if k.startswith("seen_accuracy/")] if first["per_task"] else []
     return write_html(out / "report.html", f"transferkit continual: {title}",
                       f"Stream {first['stream']} ({first['scenario']}-incremental, {len(first['tasks'])} tasks). "
-                      "Average accuracy over all tasks after the last; forgetting = best earlier accuracy minus final; "
+                      f"Average {metric} over all tasks after the last; forgetting = best earlier {metric} minus final; "
                       "BWT/FWT as in Lopez-Paz & Ranzato (2017), FWT against the randomly initialised model. "
                       + (FWT_FOOTNOTE if any(r["setting"] == "class_il" for r in rows) else ""),
                       [("Strategy comparison", headers, table),
                        (f"Per task ({first['strategy']})", ["task", "name", "seconds", "peak memory MB", "buffer KiB",
-                                                            "params added"] + [f"mean acc. seen ({s}) %" for s in settings],
+                                                            "params added"] + [f"mean {metric} seen ({s}) %" for s in settings],
                         per_task)],
                       images)

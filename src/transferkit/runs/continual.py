@@ -26,31 +26,32 @@ from transferkit.heads import create_head
 from transferkit.model import TransferModel, check_accepts
 from transferkit.report.continual import continual_report
 from transferkit.runs.learner import ContinualResult, check_stream, train_stream
+from transferkit.tasks import create_task
 
 
-def _pair(spec: str, cfg) -> tuple[ArrayDataset, ArrayDataset]:
-    """(train, test) of a dataset: its train/test domains, or a stratified test split."""
+def _pair(spec: str, cfg, task: str = "classification") -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) of a dataset: its train/test domains, or a test split (stratified by class)."""
     name = spec.partition(":")[0]
     if ":" not in spec and name in DATASETS and {"train", "test"} <= set(DATASETS.get(name).domains):
-        return (load_dataset(f"{name}:train", cfg.data_dir, cfg.image_size),
-                load_dataset(f"{name}:test", cfg.data_dir, cfg.image_size))
-    ds = load_dataset(spec, cfg.data_dir, cfg.image_size)
+        return (load_dataset(f"{name}:train", cfg.data_dir, cfg.image_size, task=task),
+                load_dataset(f"{name}:test", cfg.data_dir, cfg.image_size, task=task))
+    ds = load_dataset(spec, cfg.data_dir, cfg.image_size, task=task)
     if not isinstance(ds, ArrayDataset):
         raise TransferkitError(f"Continual streams need in-memory arrays; '{spec}' is a {type(ds).__name__}. "
                                "Convert it to an .npz file.")
     keep, take = stratified_split(ds.targets, cfg.test_fraction, cfg.seed)
     part = lambda idx, suffix: ArrayDataset(ds.x[torch.as_tensor(idx)], ds.targets[idx], name=f"{spec}{suffix}",
-                                            class_names=ds.class_names)
+                                            class_names=ds.class_names, task=task)
     return part(keep, ""), part(take, ":test")
 
 
-def build_stream(cfg) -> Stream:
-    """The stream a ``StreamConfig`` describes."""
+def build_stream(cfg, task: str = "classification") -> Stream:
+    """The stream a ``StreamConfig`` describes, with targets of task type ``task`` (model.task)."""
     if cfg.kind == "sequence":
         if len(cfg.datasets) < 2:
             raise TransferkitError("stream.kind 'sequence' needs stream.datasets with two or more 'name:domain' entries.")
-        return sequence([(d, *_pair(d, cfg)) for d in cfg.datasets], name="sequence")
-    train, test = _pair(cfg.dataset, cfg)
+        return sequence([(d, *_pair(d, cfg, task)) for d in cfg.datasets], name="sequence", task=task)
+    train, test = _pair(cfg.dataset, cfg, task)
     if cfg.kind == "split_classes":
         return split_classes(train, test, cfg.classes_per_task, cfg.order, cfg.scenario or "class", cfg.multi_head,
                              name=f"split_{cfg.dataset}")
@@ -59,14 +60,15 @@ def build_stream(cfg) -> Stream:
                                "remove stream.scenario or set it to 'domain'.")
     maker = permuted if cfg.kind == "permuted" else rotated
     kw = {"max_degrees": cfg.max_degrees} if cfg.kind == "rotated" else {}
-    return maker(train, test, cfg.tasks, cfg.seed, name=f"{cfg.kind}_{cfg.dataset}", **kw)
+    return maker(train, test, cfg.tasks, cfg.seed, name=f"{cfg.kind}_{cfg.dataset}", task=task, **kw)
 
 
 def build_model(cfg: ContinualConfig, stream: Stream) -> TransferModel:
     set_seed(cfg.train.seed)
     m = cfg.model
     backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
-    model = TransferModel(backbone, create_head(m.head, backbone.num_features, stream.num_classes, **m.head_args))
+    model = TransferModel(backbone, create_head(m.head, backbone.num_features, stream.num_classes, **m.head_args),
+                          create_task(m.task, **m.task_args))
     x, _ = stream.experiences[0].train[[0]]
     return check_accepts(model, x, m.backbone, "the stream's inputs",
                          "adjust model.backbone_args (e.g. in_features) or stream.image_size")
@@ -104,7 +106,7 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
     # unknown strategy names and bad arguments fail before any data is read
     strategies = [create_continual_strategy(c.strategy.name, **c.strategy.args) for _, c in variants]
     out = Path(out)
-    stream = build_stream(cfg.stream)
+    stream = build_stream(cfg.stream, cfg.model.task)
     for s in strategies:  # a strategy that cannot learn this stream fails before the run directory is touched
         check_stream(s, stream)
     prepare_run_dir(out, overwrite, resume)

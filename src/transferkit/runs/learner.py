@@ -3,7 +3,9 @@
 
 The result holds the accuracy matrices (class-IL and task-IL for split streams, domain-IL for
 permuted/rotated/sequence streams), the random-initialisation reference for forward transfer,
-and per task: wall time, peak memory, memory-buffer bytes and parameters added.
+and per task: wall time, peak memory, memory-buffer bytes and parameters added. A domain stream
+of multi-label or regression tasks fills its matrix with the task type's score instead of the
+accuracy (mAP, R²; ``ContinualResult.metric``), so forgetting and BWT keep their meaning.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ContinualResult:
     matrices: dict[str, list[list[float]]] = field(default_factory=dict)  # setting -> R[i][j]
     random_init: dict[str, list[float]] = field(default_factory=dict)  # setting -> b[j]
     per_task: list[dict] = field(default_factory=list)
+    metric: str = "accuracy"  # what the matrices hold: accuracy, or the task type's score (mAP, r2)
 
     @property
     def settings(self) -> list[str]:
@@ -70,6 +73,15 @@ def evaluate_stream(model: TransferModel, strategy: Strategy, stream: Stream, ba
     model.eval()
     device = next(model.parameters()).device
     out: dict[str, list[float]] = {s: [] for s in settings_of(stream)}
+    task = getattr(model, "task_type", None)
+    if task is not None and task.name != "classification":  # a domain stream: the task type's score per task
+        for exp in stream.experiences:
+            parts = [(model(x.to(device), task=exp.head).logits, torch.as_tensor(y).to(device))
+                     for x, y in batches(exp.test, batch_size)]
+            logits, targets = (torch.cat(p) for p in zip(*parts))
+            out["domain_il"].append(task.metrics(logits, targets)[task.score])
+        model.train(was_training)
+        return out
     for exp in stream.experiences:
         hits = {s: 0 for s in out}
         mask = torch.full((stream.num_classes,), float("-inf"), device=device)
@@ -150,13 +162,17 @@ def train_stream(model: TransferModel, strategy: Strategy, stream: Stream, setti
         >>> result.summary()["class_il"]["average_accuracy"]
     """
     check_stream(strategy, stream)
+    task = getattr(model, "task_type", None)
+    if task is not None and task.name != stream.task:
+        raise TransferkitError(f"The model predicts '{task.name}' targets but stream '{stream.name}' holds "
+                               f"'{stream.task}' targets; build both with the same task type (model.task).")
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     set_seed(settings.seed)
     add_task_heads(model, stream)
     root = Path(run_dir) if run_dir else None
     result = ContinualResult(stream.name, stream.scenario, getattr(strategy, "label", strategy.name),
-                             [e.name for e in stream.experiences])
+                             [e.name for e in stream.experiences], metric=task.score if task is not None else "accuracy")
     model = strategy.prepare_model(model)
     done = 0
     if resume:
@@ -188,7 +204,7 @@ def _learn_task(model, strategy, exp: Experience, settings: TrainSettings, progr
     row = evaluate_stream(model, strategy, stream, eval_batch_size)
     for s, accs in row.items():
         result.matrices[s].append(accs)
-    record = {"task": exp.index + 1, "name": exp.name, "seconds": round(seconds, 3),
+    record = {"task": exp.index + 1, "name": exp.name, "metric": result.metric, "seconds": round(seconds, 3),
               "peak_memory_mb": round(memory.peak, 1),
               "buffer_bytes": buffer_bytes(strategy),
               "new_params": sum(p.numel() for p in model.parameters()) - n_params,
