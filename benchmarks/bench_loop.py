@@ -4,7 +4,7 @@ Same model (small_cnn), data (2,000 MNIST digits from the embedded JDA set), bat
 optimizer; the two loops alternate over several repetitions and the best time of each is kept.
 Prints a JSON line with samples/second for both and their ratio (target >= 0.95).
 
-    python benchmarks/bench_loop.py [--epochs 3] [--reps 3] [--device cpu|cuda]
+    python benchmarks/bench_loop.py [--epochs 3] [--reps 5] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def trainer_loop(ds, epochs: int, batch_size: int, device: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = ap.parse_args()

@@ -143,7 +143,7 @@ def continual(
 ) -> None:
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
     from transferkit.config import ContinualConfig, load_config
-    from transferkit.report.continual import FWT_FOOTNOTE, comparison_rows
+    from transferkit.report.continual import comparison_rows, footnotes
     from transferkit.runs.continual import run_continual
 
     cfg = load_config(config, set_ or [], schema=ContinualConfig)
@@ -157,8 +157,8 @@ def continual(
     rows = comparison_rows({label: res.to_dict() for label, res in results.items()})
     for table in continual_tables(rows, title, console.width):
         console.print(table)
-    if any(r["setting"] == "class_il" for r in rows):
-        console.print(FWT_FOOTNOTE)
+    for note in footnotes(rows):
+        console.print(note)
     console.print(f"Run written to {out} (report: {out / 'report.html'})")
 
 

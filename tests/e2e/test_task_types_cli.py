@@ -126,7 +126,7 @@ def test_continual_learns_a_regression_stream_from_the_cli(tmp_path, monkeypatch
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["metric"] == "r2" and len(res["matrices"]["domain_il"]) == 2
     assert res["matrices"]["domain_il"][0][0] > 0.5  # the first task is learned (R² of 2x0 + x1)
-    assert "avg R²" in out and "R² matrix" in (tmp_path / "run" / "report.html").read_text()
+    assert "avg R²" in out and "FWT is n/a for R²" in out and "R² matrix" in (tmp_path / "run" / "report.html").read_text()
     for override, message in [("strategy.name=ewc", "ewc's Fisher is that of the class probabilities"),
                               ("stream.kind=split_classes", "stream.kind 'split_classes' groups class labels")]:
         code, out, err = run_cli(monkeypatch, capsys, "continual", path, "--out", tmp_path / "bad", "--set", override,

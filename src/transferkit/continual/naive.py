@@ -23,7 +23,8 @@ def concat(datasets) -> ArrayDataset:
         x, y = ds[list(range(len(ds)))]
         xs.append(x)
         ys.append(torch.as_tensor(y))
-    return ArrayDataset(torch.cat(xs), torch.cat(ys).numpy(), name="joint")
+    return ArrayDataset(torch.cat(xs), torch.cat(ys).numpy(), name="joint",
+                        task=getattr(datasets[0], "task", "classification"))
 
 
 class JointTraining(ContinualStrategy):

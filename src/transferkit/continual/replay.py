@@ -152,5 +152,6 @@ class ER(ContinualStrategy):
     def after_task(self, model, task):
         if self.fill == "task_end":
             x, y = task_data(task, self.buffer.seen.device)
-            items = {"x": x, "y": y, "task": torch.full_like(y, task.index)} | own_heads(model, task, len(y), y.device)
+            index = torch.full((len(y),), task.index, dtype=torch.long, device=y.device)
+            items = {"x": x, "y": y, "task": index} | own_heads(model, task, len(y), y.device)
             self.buffer = refill(self.buffer, items, "task")

@@ -68,6 +68,7 @@ class PermutedView(Dataset):
     def __init__(self, base: ArrayDataset, perm: torch.Tensor, name: str) -> None:
         self.base, self.perm, self.name = base, perm, name
         self.targets, self.kind, self.class_names = base.targets, base.kind, base.class_names
+        self.task = base.task
 
     def __len__(self) -> int:
         return len(self.base)
@@ -85,14 +86,24 @@ def _check(train: Dataset, test: Dataset) -> None:
                                    f"'{getattr(ds, 'name', ds)}' is a {type(ds).__name__}. Convert it to an .npz file.")
 
 
-def _outputs(ds: ArrayDataset) -> tuple[list[int], int]:
-    """(the classes, the head's width) of a dataset: its sorted labels for class indices; no
-    classes and the target width for multi-hot rows or values."""
+def _outputs(ds: ArrayDataset) -> tuple[list[int], int, int]:
+    """(the classes, the head's width, the targets' dimensions) of a dataset: its sorted labels for
+    class indices; no classes and the target width for multi-hot rows or values."""
     y = np.asarray(ds.targets)
     if has_classes(y):
         labels = sorted(set(y.tolist()))
-        return labels, len(labels)
-    return [], 1 if y.ndim == 1 else int(y.shape[1])
+        return labels, len(labels), 1
+    return [], 1 if y.ndim == 1 else int(y.shape[1]), y.ndim
+
+
+def _task(task: str | None, *datasets: ArrayDataset) -> str:
+    """The stream's task type: the datasets' own (``ArrayDataset.task``), which ``task`` must not contradict."""
+    own = {getattr(ds, "task", "classification") for ds in datasets}
+    if len(own) > 1 or (task is not None and {task} != own):
+        raise TransferkitError(f"The stream's datasets hold {' and '.join(sorted(own))} targets"
+                               + (f", not {task!r}" if task is not None and len(own) == 1 else "")
+                               + "; load every dataset with the stream's model.task.")
+    return own.pop()
 
 
 def _finish(name: str, scenario: Scenario, parts: list[tuple[str, Dataset, Dataset, list[int]]], num_classes: int,
@@ -143,12 +154,13 @@ def split_classes(train: ArrayDataset, test: ArrayDataset, classes_per_task: int
 
 
 def permuted(train: ArrayDataset, test: ArrayDataset, tasks: int = 10, seed: int = 0, name: str = "permuted",
-             task: str = "classification") -> Stream:
+             task: str | None = None) -> Stream:
     """``tasks`` copies of the data, each under its own fixed random pixel permutation (domain-IL)."""
     _check(train, test)
     g = torch.Generator().manual_seed(seed)
     size = train.x[0].numel()
-    labels, width = _outputs(train)
+    labels, width, _ = _outputs(train)
+    task = _task(task, train, test)
     parts = []
     for t in range(tasks):
         perm = torch.randperm(size, generator=g)
@@ -170,13 +182,14 @@ def _rotate(ds: ArrayDataset, degrees: float, name: str) -> ArrayDataset:
 
 
 def rotated(train: ArrayDataset, test: ArrayDataset, tasks: int = 10, seed: int = 0, max_degrees: float = 180.0,
-            name: str = "rotated", task: str = "classification") -> Stream:
+            name: str = "rotated", task: str | None = None) -> Stream:
     """``tasks`` copies of the images, each rotated by its own fixed random angle in [0, max_degrees)."""
     _check(train, test)
     if train.kind != "image":
         raise TransferkitError(f"Rotations need images; '{train.name}' holds vectors. Use a permuted stream.")
     g = torch.Generator().manual_seed(seed)
-    labels, width = _outputs(train)
+    labels, width, _ = _outputs(train)
+    task = _task(task, train, test)
     parts = []
     for t in range(tasks):
         deg = float(torch.rand((), generator=g)) * max_degrees
@@ -186,15 +199,22 @@ def rotated(train: ArrayDataset, test: ArrayDataset, tasks: int = 10, seed: int 
 
 
 def sequence(datasets: list[tuple[str, ArrayDataset, ArrayDataset]], name: str = "sequence",
-             task: str = "classification") -> Stream:
+             task: str | None = None) -> Stream:
     """One task per (name, train, test) triple, all with the same labels (or target width) and input
     shape (domain-IL)."""
-    labels, width = _outputs(datasets[0][1])
+    labels, width, ndim = _outputs(datasets[0][1])
+
+    def fits(ds) -> bool:  # a test set may miss a class; multi-hot rows and values must have the same width
+        these, w, n = _outputs(ds)
+        return n == ndim and (set(these) <= set(labels) if labels else w == width)
+
     for dname, tr, te in datasets:
         _check(tr, te)
-        if _outputs(tr) != (labels, width) or tr.x.shape[1:] != datasets[0][1].x.shape[1:]:
+        same = fits(tr) and fits(te) and _outputs(tr)[0] == labels
+        if not same or tr.x.shape[1:] != datasets[0][1].x.shape[1:] or te.x.shape[1:] != tr.x.shape[1:]:
             what = f"labels {labels}" if labels else f"{width} target columns"
             raise TransferkitError(f"Dataset '{dname}' does not match the first of the sequence ({what}, "
                                    f"inputs {tuple(datasets[0][1].x.shape[1:])}); set data.image_size to bring "
                                    "images to one size.")
+    task = _task(task, *(ds for _, tr, te in datasets for ds in (tr, te)))
     return _finish(name, "domain", [(d, tr, te, labels) for d, tr, te in datasets], width, task=task)

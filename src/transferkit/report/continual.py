@@ -27,6 +27,16 @@ FWT_FOOTNOTE = ("FWT is n/a in class-IL: a class not trained yet is never predic
                 "is near zero for every strategy and the figure does not compare them.")
 
 
+FWT_R2_FOOTNOTE = ("FWT is n/a for R²: R² has no floor, so the untrained model's score on a task (the reference) "
+                   "is an arbitrary negative number and the difference would measure it, not transfer.")
+
+
+def footnotes(rows: list[dict]) -> list[str]:
+    """The notes a comparison table needs: why its FWT cells say n/a."""
+    return [note for note, needed in ((FWT_FOOTNOTE, any(r["setting"] == "class_il" for r in rows)),
+                                      (FWT_R2_FOOTNOTE, any(r.get("metric") == "r2" for r in rows))) if needed]
+
+
 def fwt_cell(row: dict):
     """The FWT column of a comparison row: its value, or n/a where the setting has none (class-IL)."""
     return row.get("fwt", NOT_COMPARABLE)
@@ -130,7 +140,7 @@ def continual_report(out: Path, title: str, labels: list[str] | None = None) -> 
                       f"Stream {first['stream']} ({first['scenario']}-incremental, {len(first['tasks'])} tasks). "
                       f"Average {metric} over all tasks after the last; forgetting = best earlier {metric} minus final; "
                       "BWT/FWT as in Lopez-Paz & Ranzato (2017), FWT against the randomly initialised model. "
-                      + (FWT_FOOTNOTE if any(r["setting"] == "class_il" for r in rows) else ""),
+                      + " ".join(footnotes(rows)),
                       [("Strategy comparison", headers, table),
                        (f"Per task ({first['strategy']})", ["task", "name", "seconds", "peak memory MB", "buffer KiB",
                                                             "params added"] + [f"mean {metric} seen ({s}) %" for s in settings],

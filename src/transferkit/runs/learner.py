@@ -51,8 +51,11 @@ class ContinualResult:
     def summary(self) -> dict[str, dict[str, float]]:
         """Per setting: average accuracy, forgetting, BWT and FWT (fractions). Class-IL has no FWT:
         a class not trained yet is never predicted, so accuracy on a future task is near zero
-        whatever the strategy (and exactly zero for iCaRL), and the figure compares nothing."""
-        return {k: summary(R, None if k == "class_il" else self.random_init.get(k))
+        whatever the strategy (and exactly zero for iCaRL), and the figure compares nothing.
+        Neither has an R² matrix: R² has no floor, so the untrained model's reference score is an
+        arbitrary negative number and the difference would measure it, not transfer."""
+        no_fwt = lambda setting: setting == "class_il" or self.metric == "r2"
+        return {k: summary(R, None if no_fwt(k) else self.random_init.get(k))
                 for k, R in self.matrices.items() if len(R) == len(self.tasks)}
 
     def to_dict(self) -> dict:
