@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, logits_by_head
+from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, logits_by_head, task_loss
 from transferkit.data.datasets import ArrayDataset
 from transferkit.errors import TransferkitError
 
@@ -74,4 +73,4 @@ class JointTraining(ContinualStrategy):
             raise TransferkitError("joint on a stream with one head per task needs the rows' positions from the "
                                    "trainer; set train.num_workers to 0 and train on one process.")
         rows = heads.to(batch.index.device)[batch.index]
-        return {"task": F.cross_entropy(logits_by_head(model, out.features, rows), batch.targets)}
+        return {"task": task_loss(model, logits_by_head(model, out.features, rows), batch.targets)}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from transferkit.continual.base import ContinualStrategy, check_heads_of_one_width, head_index, logits_by_head
+from transferkit.continual.base import (ContinualStrategy, check_heads_of_one_width, head_index, logits_by_head,
+                                       task_loss)
 from transferkit.continual.buffers import ClassBalancedBuffer, ReservoirBuffer, balanced_subset
 from transferkit.errors import TransferkitError
 from transferkit.strategy import Batch, check_number
@@ -142,7 +142,7 @@ class ER(ContinualStrategy):
         if not self.multi_head:
             return {}
         heads = row_heads(model, batch, self.__dict__.get("_replayed_heads"))
-        return {"task": F.cross_entropy(logits_by_head(model, out.features, heads), batch.targets)}
+        return {"task": task_loss(model, logits_by_head(model, out.features, heads), batch.targets)}
 
     def after_step(self, model, batch, out):
         if self.fill == "online":
