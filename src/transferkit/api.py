@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 
 from transferkit.config import RunConfig, dump_config, parse_config
 from transferkit.data import Subset, load_dataset, make_splits
-from transferkit.data.datasets import ArrayDataset, IMAGE_SUFFIXES, TextDataset, _read_text_rows
+from transferkit.adapt import unlabelled_parts, use_unlabelled
+from transferkit.data.datasets import ArrayDataset, IMAGE_SUFFIXES, TextDataset, _read_text_rows, concat_datasets
 from transferkit.engine import checkpoint as ckpt
 from transferkit.engine.evaluate import evaluate, predict_logits
 from transferkit.engine.trainer import Trainer, check_labels
@@ -38,6 +39,7 @@ class Prepared:
     num_classes: int  # the head's outputs: classes, or target columns for regression
     model: TransferModel
     strategy: Strategy
+    unlabelled: Dataset | None = None  # unlabelled target data (domain adaptation)
 
 
 def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]:
@@ -49,14 +51,19 @@ def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]
     sp = make_splits(full.targets, seed=d.seed, val_fraction=d.val_fraction, test_fraction=test_frac,
                      shots=d.shots, fraction=d.label_fraction)
     test = _load_checked(d.test, cfg, task) if d.test else (Subset(full, sp.test) if len(sp.test) else None)
-    return Subset(full, sp.train), (Subset(full, sp.val) if len(sp.val) else None), test
+    train = Subset(full, sp.train)
+    if d.source:  # domain adaptation: the labelled source data, then the target's labelled rows
+        train = concat_datasets([_load_checked(d.source, cfg, task), train], name=f"{d.source} + {d.dataset}")
+    return train, (Subset(full, sp.val) if len(sp.val) else None), test
 
 
-def _load_checked(spec: str, cfg: RunConfig, task: TaskType) -> Dataset:
-    """``spec`` read with the targets of ``task`` and checked against it (errors name ``spec``)."""
+def _load_checked(spec: str, cfg: RunConfig, task: TaskType, labels: bool = True) -> Dataset:
+    """``spec`` read with the targets of ``task`` and checked against it (errors name ``spec``);
+    ``labels=False`` for unlabelled data, whose targets are never read."""
     d = cfg.data
-    ds = load_dataset(spec, d.data_dir, d.image_size, d.channels, task=task.name)
-    check_labels(ds, task, None, f"'{spec}'")
+    ds = load_dataset(spec, d.data_dir, d.image_size, d.channels, task=task.name, preprocess=d.preprocess)
+    if labels:
+        check_labels(ds, task, None, f"'{spec}'")
     return ds
 
 
@@ -79,8 +86,23 @@ def prepare(cfg: RunConfig) -> Prepared:
     strategy = create_strategy(cfg.strategy.name, **cfg.strategy.args)
     model = build_model(cfg, num_classes)
     _check_input_kind(model.backbone.input_kind, train.kind, cfg)
+    unlabelled = _unlabelled(cfg, strategy, task)
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": num_classes})})
-    return Prepared(cfg, train, val, test, num_classes, model, strategy)
+    return Prepared(cfg, train, val, test, num_classes, model, strategy, unlabelled)
+
+
+def _unlabelled(cfg: RunConfig, strategy: Strategy, task: TaskType) -> Dataset | None:
+    """``data.unlabelled`` read (without its labels) and handed to the strategy's domain-adaptation parts;
+    a strategy that needs it and a config without it are refused here, before any training."""
+    spec, parts = cfg.data.unlabelled, unlabelled_parts(strategy)
+    if parts and spec is None:
+        raise TransferkitError(f"Strategy '{cfg.strategy.name}' adapts to unlabelled target data; set data.unlabelled "
+                               "to the target domain's data ('name:domain' or a path).")
+    if spec is None:
+        return None
+    ds = _load_checked(spec, cfg, task, labels=False)
+    use_unlabelled(strategy, ds)
+    return ds
 
 
 def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:

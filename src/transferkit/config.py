@@ -63,7 +63,7 @@ class _TaskChoice(_Strict):
 class DataConfig(_Strict):
     dataset: str  # "name:domain" from `transferkit list datasets`, or a path (.npz, image folder, .csv/.jsonl)
     test: str | None = None  # a separate test dataset; None: split one off `dataset`
-    shots: int | None = Field(None, ge=1)  # labelled training examples per class (None: all); class labels only (else label_fraction)
+    shots: int | None = Field(None, ge=0)  # labelled training examples per class (None: all; 0 only with `source`); class labels only (else label_fraction)
     label_fraction: float | None = Field(None, gt=0, le=1)  # or a stratified fraction of the labels
     val_fraction: float = Field(0.1, ge=0, lt=1)  # held out for validation / early stopping
     test_fraction: float | Literal["rest"] = 0.2  # "rest": every example not used for training or validation
@@ -71,6 +71,16 @@ class DataConfig(_Strict):
     image_size: int | None = Field(None, ge=1)  # resize images (folders and arrays) to this square size
     channels: Literal[1, 3] = 3  # image folders: 1 = greyscale, 3 = RGB
     data_dir: str | None = None  # folder with named external datasets (else $TRANSFERKIT_DATA)
+    source: str | None = None  # labelled source-domain data trained on with the target's labelled rows (domain adaptation)
+    unlabelled: str | None = None  # unlabelled target data for domain adaptation (its labels, if any, are never read)
+    preprocess: Literal["none", "standardize"] = "none"  # standardize: each image/vector to mean 0, std 1 (every dataset of the run)
+
+    @model_validator(mode="after")
+    def _zero_shots_need_a_source(self) -> "DataConfig":
+        if self.shots == 0 and self.source is None:
+            raise ValueError("shots: 0 trains on no labelled example; set data.source to labelled source-domain "
+                             "data, or give shots >= 1")
+        return self
 
 
 class ModelConfig(_TaskChoice):  # with task, task_args (above)

@@ -28,10 +28,18 @@ def losses_per_task(logits: dict[str, torch.Tensor], targets: dict[str, torch.Te
     return out
 
 
-def task_losses(out, targets, tasks: dict[str, TaskType], head: str | None = None) -> dict[str, torch.Tensor]:
+def task_losses(out, targets, tasks: dict[str, TaskType], head: str | None = None,
+                unlabelled: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The losses of a model output ``out`` (``.logits``) against ``targets``, keyed by task, each
     from its task type in ``tasks`` (the model's); ``head`` is the head a single-head batch trains
-    (None: the model's first)."""
+    (None: the model's first). Rows marked in ``unlabelled`` (bool ``[B]``) are left out; a batch
+    with no labelled row gives no task loss."""
     if isinstance(out.logits, dict):
         return losses_per_task(out.logits, targets, tasks)
-    return {"task": task_for(tasks, head).loss(out.logits, targets)}
+    logits = out.logits
+    if unlabelled is not None:
+        keep = ~unlabelled
+        if not bool(keep.any()):
+            return {}
+        logits, targets = logits[keep], targets[keep]
+    return {"task": task_for(tasks, head).loss(logits, targets)}

@@ -35,13 +35,17 @@ from transferkit.model import Output, TransferModel
 @dataclass
 class Batch:
     """One training batch. ``x`` is a tensor, or a list of strings for text; ``index`` holds the
-    rows' positions in the training dataset when the loader knows them."""
+    rows' positions in the training dataset when the loader knows them; ``unlabelled`` marks rows
+    that carry no target (e.g. unlabelled target-domain rows a domain-adaptation strategy appends):
+    the task losses leave them out, the strategy's own terms use them."""
 
     x: object
     targets: torch.Tensor
     task: str | None = None
     precomputed: bool = False
     index: torch.Tensor | None = None
+    unlabelled: torch.Tensor | None = None  # bool [B]; None: every row is labelled
+    progress: float = 0.0  # the fraction of the run's training done before this step, for schedules
 
 
 @dataclass
@@ -66,13 +70,16 @@ class Step:
     """What ``Strategy.backward`` gets besides the losses: the model (unwrapped), the batch and
     its output, the step's index within the epoch, and the engine's ``backward(loss)``, which
     applies fp16 loss scaling and the gradient-accumulation divisor (call it instead of
-    ``loss.backward()``)."""
+    ``loss.backward()``). ``update()`` applies an optimizer step now and clears the gradients, for
+    methods whose step is several updates in turn (MCD); the trainer still steps after ``backward``
+    returns, with the gradient left then."""
 
     model: nn.Module
     batch: Batch
     out: object
     index: int
     backward: Callable[[torch.Tensor], None]
+    update: Callable[[], None] | None = None
 
 
 def all_parameters_phase(model: nn.Module, epochs: int, lr: float, name: str = "train") -> Phase:

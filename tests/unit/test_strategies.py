@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from transferkit.adapt import use_unlabelled
 from transferkit.backbones import create_backbone
 from transferkit.config import TrainSettings
 from transferkit.data import ArrayDataset
@@ -52,6 +53,7 @@ def test_required_arguments_are_named_when_missing():
 def test_every_strategy_builds_trains_and_round_trips(name, tmp_path):
     args = REQUIRED.get(name, dict)()
     strategy = create_strategy(name, **args)
+    use_unlabelled(strategy, tiny_data(10))  # domain adaptation: unlabelled target rows
     model = MODELS.get(name, tiny_model)()
     history = Trainer(settings(), tmp_path, progress=False).fit(model, strategy, tiny_data(), tiny_data(9))
     assert len(history) == 2 and all(np.isfinite(r["train/task"]) for r in history)

@@ -97,6 +97,36 @@ class ArrayDataset(Dataset):
                             name=self.name, class_names=self.class_names, task=self.task)
 
 
+def standardize_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each example to mean 0 and standard deviation 1 over its own values (per-image
+    standardisation); a constant example becomes all zeros.
+
+    Shape:
+        x: ``[N, ...]`` -> same.
+    """
+    flat = x.reshape(len(x), -1)
+    mean, std = flat.mean(1, keepdim=True), flat.std(1, unbiased=False, keepdim=True)
+    return ((flat - mean) / std.clamp_min(1e-6)).reshape(x.shape)
+
+
+def _standardize_image(x: torch.Tensor) -> torch.Tensor:  # a module-level function: loader workers pickle it
+    return standardize_rows(x[None])[0]
+
+
+def standardized(ds: Dataset, where: str) -> Dataset:
+    """``ds`` with every example standardised (``data.preprocess: standardize``): arrays at once,
+    image files as they are read; text is refused, naming ``where``."""
+    if isinstance(ds, ArrayDataset):
+        return ArrayDataset(standardize_rows(ds.x), ds.targets, name=ds.name, class_names=ds.class_names, task=ds.task)
+    if isinstance(ds, ImageFolderDataset):
+        from torchvision import transforms as T
+
+        ds.transform = T.Compose([ds.transform, _standardize_image])
+        return ds
+    raise TransferkitError(f"data.preprocess 'standardize' works on images and vectors, but {where} holds "
+                           f"{getattr(ds, 'kind', 'other')} data; set data.preprocess to 'none'.")
+
+
 class TextDataset(Dataset):
     """Raw strings and targets; the text backbone tokenises them."""
 
@@ -136,6 +166,19 @@ class Subset(Dataset):
 
     def __getitem__(self, i: int):
         return self.base[int(self.indices[i])]
+
+
+def concat_datasets(datasets: list[Dataset], name: str) -> Dataset:
+    """One in-memory dataset with every example of ``datasets`` in turn (e.g. the labelled source data and
+    the target's labelled rows), of the first one's task type: texts stay texts, the rest become arrays."""
+    task = getattr(datasets[0], "task", "classification")
+    targets = np.concatenate([np.asarray(d.targets) for d in datasets])
+    if datasets[0].kind == "text":
+        return TextDataset([d[i][0] for d in datasets for i in range(len(d))], targets, name=name, task=task)
+    xs = [d[list(range(len(d)))][0] if getattr(d, "batch_indexable", False) else
+          torch.stack([d[i][0] for i in range(len(d))]) for d in datasets if len(d)]
+    return ArrayDataset(torch.cat(xs), targets, name=name, task=task,
+                        class_names=getattr(datasets[0], "class_names", None))
 
 
 def length_order(dataset: Dataset) -> tuple[Dataset, np.ndarray]:

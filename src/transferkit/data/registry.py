@@ -19,7 +19,8 @@ from collections.abc import Callable
 import numpy as np
 from torch.utils.data import Dataset
 
-from transferkit.data.datasets import ArrayDataset, ImageFolderDataset, TextDataset, load_npz, load_text_file
+from transferkit.data.datasets import (ArrayDataset, ImageFolderDataset, TextDataset, load_npz, load_text_file,
+                                        standardized)
 from transferkit.data.multimnist import SEEDS, SIZES, draw_pairs, multi_hot, read_mnist_split
 from transferkit.errors import TransferkitError, did_you_mean
 from transferkit.registry import Registry
@@ -109,7 +110,14 @@ _register("multimnist", ("train", "test"), _multimnist, "mnist/mnist.npz",
 
 
 def load_dataset(spec: str, data_root: str | Path | None = None, image_size: int | None = None,
-                 channels: int = 3, task: str = "classification") -> Dataset:
+                 channels: int = 3, task: str = "classification", preprocess: str = "none") -> Dataset:
+    """``_load`` (below), then ``preprocess`` (``"standardize"``: each example to mean 0, std 1)."""
+    ds = _load(spec, data_root, image_size, channels, task)
+    return standardized(ds, f"'{spec}'") if preprocess == "standardize" else ds
+
+
+def _load(spec: str, data_root: str | Path | None = None, image_size: int | None = None,
+          channels: int = 3, task: str = "classification") -> Dataset:
     """Load ``name:domain`` from the registry, or a path (.npz, image folder, .csv/.jsonl[.gz]), with
     the targets of ``task`` (``"classification"``, ``"multilabel"`` or ``"regression"``).
 

@@ -105,7 +105,9 @@ def make_splits(
     if test_fraction != "rest":
         pool, test = stratified_split(y, float(test_fraction), seed, pool)
     pool, val = stratified_split(y, val_fraction, seed + 1, pool)
-    if shots is not None:
+    if shots == 0:  # domain adaptation without target labels: the source data are the training set
+        train = np.array([], dtype=np.int64)
+    elif shots is not None:
         train = k_shot(y, shots, seed + 2, pool)
     elif fraction is not None:
         train = label_fraction(y, fraction, seed + 2, pool)

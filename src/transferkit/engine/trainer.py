@@ -163,7 +163,7 @@ class Trainer:
 
     # -- one epoch --------------------------------------------------------------------------
     def _train_epoch(self, model, strategy, loader, optimizer, phase: Phase, bar: EpochProgress,
-                     head: str | None = None) -> dict[str, float]:
+                     head: str | None = None, epoch: int = 0) -> dict[str, float]:
         acc, sums, steps = self.accelerator, {}, 0
         model.train()
         for module in frozen_modules(acc.unwrap_model(model)):  # frozen parts behave as at inference (BatchNorm statistics, dropout)
@@ -177,20 +177,25 @@ class Trainer:
         plain_step = acc.scaler is None
         opt = optimizer.optimizer if plain_step else optimizer
         update = (lambda: sgd_update(opt)) if plain_step and is_plain_sgd(opt) else None
+
+        def step_now() -> None:  # an optimizer step inside a strategy's backward (MCD's steps A and B)
+            opt.step() if update is None else update()
+            opt.zero_grad(set_to_none=True) if update is None else clear_grads(opt)
         for item in loader:
             x, y, index = item[0], item[1], (item[2] if len(item) > 2 else None)
-            raw = Batch(move(x, device), move(y, device), task=head, precomputed=phase.precomputed, index=index)
+            raw = Batch(move(x, device), move(y, device), task=head, precomputed=phase.precomputed, index=index,
+                        progress=(epoch + steps / n) / self._epochs)
             batch = strategy.prepare_batch(raw)
             # gradients accumulate over windows of `accum` batches; the epoch's last window may be
             # shorter and steps too, so no gradient crosses an epoch (or a checkpoint)
             sync = accum == 1 or (steps + 1) % accum == 0 or steps + 1 == n
             with nullcontext() if sync else acc.no_sync(model):
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
-                losses = task_losses(out, batch.targets, tasks, batch.task)  # each task's loss (its task type), keyed by task
+                losses = task_losses(out, batch.targets, tasks, batch.task, batch.unlabelled)  # each task's loss, keyed by task
                 terms = strategy.named_loss_terms(batch, out, model)
                 window = min(accum, n - steps // accum * accum)  # batches in this accumulation window
                 terms, loss = strategy.backward(losses, terms, Step(plain, batch, out, steps,
-                                                                    self._backward(plain_step, window)))
+                                                                    self._backward(plain_step, window), step_now))
             if sync:
                 strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
                 if self.s.max_grad_norm:
@@ -229,6 +234,7 @@ class Trainer:
                                    "to 'no' or 'bf16' and train.grad_accum to 1.")
         model = strategy.prepare_model(model)
         phases = strategy.phases(model, s.epochs, s.lr) or [all_parameters_phase(model, s.epochs, s.lr)]
+        self._epochs = sum(p.epochs for p in phases)  # the run's length, for Batch.progress
         state, optim_state, ckpt_root = TrainState(), None, self.run_dir / "checkpoints" if self.run_dir else None
         ever_trainable = {id(p) for ph in phases for g in ph.groups for p in g["params"]}
         self._ckpt_keys = ckpt.trainable_state_keys(model, ever_trainable)
@@ -258,7 +264,7 @@ class Trainer:
                 set_seed(s.seed * 1000 + epoch)  # dropout etc. replay identically after a resume
                 with EpochProgress(len(loader), self.progress, f"epoch {epoch + 1}/{s.epochs} [{phase.name}]") as bar:
                     record = {"epoch": epoch + 1, "phase": phase.name} | self._train_epoch(
-                        model, strategy, loader, optimizer, phase, bar, head)
+                        model, strategy, loader, optimizer, phase, bar, head, epoch)
                 if not all(math.isfinite(v) for k, v in record.items() if k.startswith("train/")):
                     self._diverged(epoch, state)
                 if val_data is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from transferkit.adapt import DEEP_METHODS
 from transferkit.finetune.adapters import Adapters
 from transferkit.strategy import Batch, Compose, Phase, Strategy
 from transferkit.finetune.bss import BSS
@@ -21,7 +22,7 @@ from transferkit.registry import Registry
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (FromScratch, FeatureExtraction, FullFineTune, TwoStage, PartialFineTune, Discriminative, L2SP, DELTA, BSS,
-             LoRA, Adapters, KD, Fusion, Joint):
+             LoRA, Adapters, KD, Fusion, Joint, *DEEP_METHODS):
     STRATEGIES.register(_cls.name)(_cls)
 
 
