@@ -1,0 +1,194 @@
+"""Deep domain adaptation: the maths on tiny tensors, the strategies' steps, the run wiring."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from transferkit import train
+from transferkit.adapt import MCD, use_unlabelled
+from transferkit.adapt import functional as AF
+from transferkit.backbones import create_backbone
+from transferkit.config import parse_config
+from transferkit.data import ArrayDataset
+from transferkit.data.datasets import standardize_rows
+from transferkit.errors import TransferkitError
+from transferkit.finetune import create_strategy
+from transferkit.heads import create_head
+from transferkit.losses import task_losses
+from transferkit.model import Output, TransferModel
+from transferkit.strategy import Batch, Step
+from tests.conftest import tiny_config
+from tests.unit.test_trainer import Interrupt, _stop_after
+
+
+def test_mmd_of_a_sample_with_itself_is_zero_and_grows_with_a_shift():
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    assert AF.mk_mmd2(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    values = [AF.mk_mmd2(x, x + s).item() for s in (0.25, 0.5, 1.0, 2.0)]
+    assert all(a < b for a, b in zip(values, values[1:])) and values[0] > 1e-3
+
+
+def test_mmd_by_hand_with_one_kernel():
+    x, y = torch.tensor([[0.0], [1.0]]), torch.tensor([[3.0]])
+    d2 = torch.tensor([[0.0, 1, 9], [1, 0, 4], [9, 4, 0]])
+    m = d2.mean()
+    k = torch.exp(-d2 / (2 * m))
+    expected = k[:2, :2].mean() + k[2:, 2:].mean() - 2 * k[:2, 2:].mean()
+    assert AF.mk_mmd2(x, y, scales=(1.0,)).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_coral_is_zero_for_equal_covariances_and_matches_the_formula():
+    x = torch.randn(20, 3, generator=torch.Generator().manual_seed(1))
+    assert AF.coral_loss(x, x + 5.0).item() == pytest.approx(0.0, abs=1e-6)  # a shift keeps the covariance
+    y = x * torch.tensor([1.0, 2.0, 1.0])
+    cx, cy = np.cov(x.numpy().T), np.cov(y.numpy().T)
+    assert AF.coral_loss(x, y).item() == pytest.approx(((cx - cy) ** 2).sum() / (4 * 9), rel=1e-4)
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient():
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    out = AF.reverse_gradient(x, 0.3)
+    assert torch.equal(out, x.detach())
+    (out * torch.tensor([2.0, 5.0])).sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([-0.6, -1.5]))
+
+
+def test_dann_schedule_warms_up_from_zero_to_one():
+    assert AF.dann_coefficient(0.0) == 0.0
+    assert AF.dann_coefficient(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
+    assert AF.dann_coefficient(1.0) == pytest.approx(0.99991, abs=1e-5)
+
+
+def test_entropy_and_mcc_by_hand():
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])  # p = (.5, .5) and (.75, .25)
+    h = [math.log(2), -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))]
+    assert AF.entropy_loss(logits).item() == pytest.approx(sum(h) / 2, rel=1e-5)
+    # MCC at temperature 1, written out from the paper's equations
+    p = torch.softmax(logits, -1).numpy()
+    w = 1 + np.exp(-np.array(h))
+    w = 2 * w / w.sum()
+    c = p.T @ np.diag(w) @ p
+    c = c / c.sum(0, keepdims=True)
+    assert AF.mcc_loss(logits, temperature=1.0).item() == pytest.approx((c.sum() - np.trace(c)) / 2, rel=1e-5)
+    confident = torch.tensor([[10.0, -10.0], [-10.0, 10.0]])
+    assert AF.mcc_loss(confident, temperature=1.0).item() < 1e-6  # no class confused with another
+
+
+def test_multilinear_map_and_its_randomised_form():
+    f, g = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.25, 0.75]])
+    assert torch.allclose(AF.multilinear_map(f, g), torch.tensor([[0.25, 0.5, 0.75, 1.5]]))  # g_i * f_j, i-major
+    rf, rg = torch.ones(2, 4), torch.full((2, 4), 2.0)
+    assert torch.allclose(AF.multilinear_map(f, g, (rf, rg)), torch.full((1, 4), 3.0 * 2.0 / 2.0))
+
+
+def test_domain_loss_with_equal_weights_is_the_plain_mean():
+    torch.manual_seed(0)
+    disc = nn.Linear(3, 1)
+    s, t = torch.randn(4, 3), torch.randn(6, 3)
+    plain = AF.domain_loss(disc, s, t, 1.0)
+    weighted = AF.domain_loss(disc, s, t, 1.0, torch.ones(4), torch.ones(6))
+    per_domain = (nn.functional.binary_cross_entropy_with_logits(disc(s).squeeze(-1), torch.ones(4))
+                  + nn.functional.binary_cross_entropy_with_logits(disc(t).squeeze(-1), torch.zeros(6))) / 2
+    assert plain.item() == pytest.approx(nn.functional.binary_cross_entropy_with_logits(
+        disc(torch.cat([s, t])).squeeze(-1), torch.cat([torch.ones(4), torch.zeros(6)])).item(), rel=1e-6)
+    assert weighted.item() == pytest.approx(per_domain.item(), rel=1e-6)  # each domain counts half (CDAN+E)
+
+
+def test_task_loss_leaves_out_the_unlabelled_rows():
+    logits, y = torch.randn(4, 3), torch.tensor([0, 2, 0, 0])
+    mask = torch.tensor([False, False, True, True])
+    from transferkit.tasks import create_task
+
+    tasks = {"main": create_task("classification")}
+    got = task_losses(Output(logits, None), y, tasks, None, mask)["task"]
+    assert got.item() == pytest.approx(nn.functional.cross_entropy(logits[:2], y[:2]).item(), rel=1e-6)
+
+
+def images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return ArrayDataset(rng.random((n, 8, 8), dtype=np.float32), np.arange(n) % 3)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return TransferModel(create_backbone("small_cnn", in_channels=1, width=4, num_features=8), create_head("linear", 8, 3))
+
+
+def test_target_rows_are_appended_and_drawn_in_a_seeded_order_that_resumes():
+    a, b = create_strategy("dann"), create_strategy("dann")
+    use_unlabelled(a, images(5, seed=1)), use_unlabelled(b, images(5, seed=1))
+    batch = Batch(torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 2]))
+    first = [a.prepare_batch(batch) for _ in range(3)]  # 9 rows: a pass over the 5 targets, then 4 of the next
+    assert first[0].unlabelled.tolist() == [False] * 3 + [True] * 3 and len(first[0].targets) == 6
+    drawn = torch.cat([f.x[3:] for f in first]).flatten(1)
+    assert len({tuple(r.tolist()) for r in drawn[:5]}) == 5  # each target row once per pass
+    b.drawn.fill_(6)  # as after loading a checkpoint two batches in
+    assert torch.equal(b.prepare_batch(batch).x, first[2].x)
+
+
+def test_mcd_steps_touch_the_parameters_they_should():
+    model, mcd = tiny_model(), MCD(num_k=2)
+    use_unlabelled(mcd, images(6, seed=2))
+    mcd.prepare_model(model)
+    batch = mcd.prepare_batch(Batch(images(4).x, torch.tensor([0, 1, 2, 0])))
+    groups = {"backbone": list(model.backbone.parameters()), "head": list(model.heads.parameters()),
+              "second": list(mcd.second.parameters())}
+    updates = []
+
+    def update():  # record which parts have a gradient at each optimizer step, then clear them
+        updates.append({k for k, ps in groups.items() if any(p.grad is not None and p.grad.abs().sum() > 0 for p in ps)})
+        for p in [*model.parameters(), *mcd.parameters()]:
+            p.grad = None
+
+    out = model(batch.x)
+    mcd.backward({}, {}, Step(model, batch, out, 0, torch.Tensor.backward, update))
+    left = {k for k, ps in groups.items() if any(p.grad is not None for p in ps)}
+    assert updates == [{"backbone", "head", "second"}, {"head", "second"}, {"backbone"}]  # A, B, first C
+    assert left == {"backbone"}  # the last C step is the trainer's
+
+
+def test_a_domain_adaptation_strategy_without_unlabelled_data_is_refused(tiny_npz, tmp_path):
+    cfg = tiny_config(tiny_npz) | {"strategy": {"name": "dann+entropy"}}
+    with pytest.raises(TransferkitError, match="data.unlabelled"):
+        train(cfg, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_zero_shots_need_source_data(tiny_npz):
+    with pytest.raises(TransferkitError, match="data.source"):
+        parse_config({"data": {"dataset": str(tiny_npz), "shots": 0}})
+
+
+def test_standardize_gives_each_example_mean_zero_and_unit_std():
+    x = torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+    z = standardize_rows(x)
+    assert torch.allclose(z[0], torch.tensor([-1.0, 0.0, 1.0]) * math.sqrt(1.5))
+    assert torch.equal(z[1], torch.zeros(3))
+
+
+def shifted_npz(tmp_path):
+    """A source and a shifted target of the same 3-class problem."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    x = rng.normal(size=(90, 8)).astype(np.float32) + 2.0 * np.eye(3, 8)[y]
+    np.savez(tmp_path / "src.npz", x=x, y=y)
+    np.savez(tmp_path / "tgt.npz", x=x[::-1] * 1.5 + 1.0, y=y[::-1])
+    return tmp_path / "src.npz", tmp_path / "tgt.npz"
+
+
+@pytest.mark.parametrize("strategy", ["dann", "cdan_e+mcc", "mcd", "dan+entropy", "coral"])
+def test_a_domain_adaptation_run_resumes_exactly(tmp_path, strategy):
+    src, tgt = shifted_npz(tmp_path)
+    cfg = tiny_config(tgt) | {"strategy": {"name": strategy}}
+    cfg["data"] |= {"source": str(src), "unlabelled": str(tgt), "shots": 0, "val_fraction": 0.0, "test_fraction": "rest"}
+    cfg["model"]["num_classes"] = 3
+    full = train(cfg, out=tmp_path / "full", progress=False)
+    with pytest.raises(Interrupt):
+        train(cfg, out=tmp_path / "resumed", progress=False, callbacks=[_stop_after(2)])
+    resumed = train(cfg, out=tmp_path / "resumed", resume=True, progress=False)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert full.metrics["train_examples"] == 90 and full.metrics["test_examples"] == 90
