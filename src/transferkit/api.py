@@ -174,6 +174,44 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     return RunResult(out, summary, history, model)
 
 
+def source_head(cfg: RunConfig, model: TransferModel) -> dict[str, torch.Tensor] | None:
+    """The head in ``model.weights`` (a transferkit model file) when it fits ``model``'s head — the label
+    spaces match — else None."""
+    w = cfg.model.weights
+    if not w or not Path(w).is_file() or Path(w).suffix not in {".safetensors", ".pt", ".pth"}:
+        return None
+    from transferkit.backbones.weights import read_state_dict
+
+    prefix = f"heads.{model.default_task}."
+    head = {k[len(prefix):]: v for k, v in read_state_dict(w).items() if k.startswith(prefix)}
+    own = model.heads[model.default_task].state_dict()
+    fits = head.keys() == own.keys() and all(v.shape == own[k].shape for k, v in head.items())
+    return head if fits else None
+
+
+def source_only(config: RunConfig | dict, out: str | Path, overwrite: bool = False) -> RunResult | None:
+    """The source model on the target test set, untrained: the backbone and head of ``model.weights``
+    when that file holds a head for the same labels (else None, and nothing is written). Writes
+    config.yaml, summary.json and report.html into ``out``, as ``train`` does."""
+    cfg = config if isinstance(config, RunConfig) else parse_config(config)
+    p = prepare(cfg)
+    head = source_head(p.cfg, p.model)
+    if head is None or p.test is None:
+        return None
+    p.model.heads[p.model.default_task].load_state_dict(head)
+    out = Path(out)
+    prepare_run_dir(out, overwrite, resume=False)
+    (out / "config.yaml").write_text(dump_config(p.cfg), encoding="utf-8")
+    ckpt.save_weights(p.model, out / ckpt.MODEL_FILE)
+    summary = {"name": cfg.name, "strategy": "source_only", "dataset": cfg.data.dataset, "train_examples": 0,
+               "epochs_run": 0, "train_seconds": 0.0, "trainable_parameters": 0,
+               "total_parameters": p.model.num_parameters(), "test_examples": len(p.test)}
+    summary |= evaluate(p.model, p.test, cfg.train.eval_batch_size, prefix="test/")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    run_report(out, summary)
+    return RunResult(out, summary, [], p.model)
+
+
 def trainable_parameters(model: TransferModel, strategy: Strategy, cfg: RunConfig) -> int:
     """Parameters that any phase of the strategy trains."""
     phases = strategy.phases(model, cfg.train.epochs, cfg.train.lr)

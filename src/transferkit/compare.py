@@ -20,9 +20,11 @@ from transferkit.report.transfer import plot_what_transferred, what_transferred
 from transferkit.tables import WIDTH, fitted_tables
 
 BASELINE = "scratch"
+SOURCE_ONLY = "source_only"  # the source model as it is, or trained on the source data alone
+BASELINES = (BASELINE, SOURCE_ONLY)
 FULL = "full"  # the reference for parameter-efficient strategies
 LABELS = {"scratch": "from scratch", "feature_extraction": "feature extraction (cached)", "full": "full fine-tuning",
-          "two_stage": "two-stage fine-tuning"}
+          "two_stage": "two-stage fine-tuning", "source_only": "source only"}
 
 
 def label(name: str) -> str:
@@ -35,10 +37,11 @@ def parse_shots(text: str) -> list[int | None]:
     for part in (p.strip() for p in text.split(",") if p.strip()):
         if part == "all":
             out.append(None)
-        elif part.isdigit() and int(part) >= 1:
+        elif part.isdigit():
             out.append(int(part))
         else:
-            raise TransferkitError(f"--shots takes whole numbers >= 1 or 'all', comma-separated; got '{part}'.")
+            raise TransferkitError(f"--shots takes whole numbers (0 with data.source) or 'all', comma-separated; "
+                                   f"got '{part}'.")
     if not out:
         raise TransferkitError("--shots is empty; give e.g. --shots 1,5,10,all.")
     return out
@@ -56,7 +59,7 @@ def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
     """Each compared entry -> ``{"strategy", "args", "model", "train"}``: a strategy name (``args`` from the
     config's strategy section when it is that strategy) or a variant from ``compare.variants``."""
     entries = {}
-    for name in [BASELINE] + [s for s in dict.fromkeys(strategies) if s != BASELINE]:
+    for name in [BASELINE] + [s for s in dict.fromkeys(strategies) if s not in BASELINES]:  # source-only: added when it applies
         v = cfg.compare.variants.get(name)
         strategy = (v.strategy if v and v.strategy else name)
         for part in strategy.split("+"):
@@ -103,17 +106,14 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
     runs: dict[tuple[str, int | None], list[dict]] = {}
     for k in shots:
         for name, entry in entries.items():
+            if k == 0 and name == BASELINE:
+                continue  # no target label to train from scratch on; source-only is the baseline
             for seed in range(seeds):
-                tag = f"{name}/k{k or 'all'}/seed{seed}"
-                console.print(f"[bold]{tag}[/]: {label(name)}, {k or 'all'} labels per class, seed {seed}")
-                run_cfg = cfg.model_dump(mode="json", exclude={"compare"})
-                run_cfg["name"] = tag.replace("/", "-")
-                run_cfg["data"] |= {"shots": k, "seed": seed}
-                run_cfg["model"] |= entry["model"]
-                run_cfg["train"] |= entry["train"] | {"seed": seed}
-                run_cfg["strategy"] = {"name": entry["strategy"], "args": entry["args"]}
-                res = train(run_cfg, out=out / tag)
+                tag = f"{name}/k{'all' if k is None else k}/seed{seed}"
+                console.print(f"[bold]{tag}[/]: {label(name)}, {'all' if k is None else k} labels per class, seed {seed}")
+                res = train(run_config(cfg, entry, tag, k, seed), out=out / tag)
                 runs.setdefault((name, k), []).append(res.metrics | {"run": str(res.run_dir)})
+        add_source_only(cfg, k, seeds, out, runs, console)
     rows = summarise(runs)
     (out / "results.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "rows": rows}, indent=2))
     with open(out / "results.csv", "w", newline="") as f:
@@ -126,17 +126,69 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
     return rows
 
 
+def run_config(cfg: RunConfig, entry: dict, tag: str, k: int | None, seed: int) -> dict:
+    """The config of one compared run: ``cfg`` with the entry's strategy / model / train keys, ``k`` labels
+    per class and ``seed``."""
+    run_cfg = cfg.model_dump(mode="json", exclude={"compare"})
+    run_cfg["name"] = tag.replace("/", "-")
+    run_cfg["data"] |= {"shots": k, "seed": seed}
+    run_cfg["model"] |= entry["model"]
+    run_cfg["train"] |= entry["train"] | {"seed": seed}
+    run_cfg["strategy"] = {"name": entry["strategy"], "args": entry["args"]}
+    return run_cfg
+
+
+def add_source_only(cfg: RunConfig, k: int | None, seeds: int, out: Path, runs: dict, console: Console) -> None:
+    """The source-only baseline at label budget ``k``, when it applies: with ``data.source``, the model
+    trained on the source data alone (no target label; once per seed, shown at every budget); with
+    ``model.weights`` holding a head for the same labels, that source model scored untrained on each
+    run's test set. Otherwise nothing is added."""
+    from transferkit.api import source_only
+
+    entry = {"strategy": FULL, "args": {}, "model": {}, "train": {}}
+    for seed in range(seeds):
+        if cfg.data.source is not None:
+            first = runs.get((SOURCE_ONLY, "trained"), [])
+            if len(first) <= seed:
+                tag = f"{SOURCE_ONLY}/k0/seed{seed}"
+                console.print(f"[bold]{tag}[/]: trained on the source data alone, seed {seed}")
+                res = train(run_config(cfg, entry, tag, 0, seed), out=out / tag)
+                first.append(res.metrics | {"run": str(res.run_dir)})
+                runs[(SOURCE_ONLY, "trained")] = first
+            runs.setdefault((SOURCE_ONLY, k), []).append(first[seed])
+            continue
+        tag = f"{SOURCE_ONLY}/k{'all' if k is None else k}/seed{seed}"
+        res = source_only(run_config(cfg, entry, tag, k, seed), out / tag)
+        if res is None:
+            return  # the source model has no head for these labels
+        console.print(f"[bold]{tag}[/]: the source model as it is, seed {seed}'s test set")
+        runs.setdefault((SOURCE_ONLY, k), []).append(res.metrics | {"run": str(res.run_dir)})
+
+
+def best_baseline(runs: dict, k) -> tuple[str | None, list[float]]:
+    """The baseline (from scratch or source-only) with the higher mean accuracy at ``k``, and its accuracies."""
+    options = [(n, [100 * r["test/accuracy"] for r in runs[(n, k)]]) for n in BASELINES if runs.get((n, k))]
+    return max(options, key=lambda o: mean_std(o[1])[0]) if options else (None, [])
+
+
 def summarise(runs: dict[tuple[str, int | None], list[dict]]) -> list[dict]:
     rows = []
     for (name, k), results in runs.items():
+        if k == "trained":
+            continue  # the source-only runs themselves, listed at each budget
         accs = [100 * r["test/accuracy"] for r in results]
         m, sd = mean_std(accs)
         base = [100 * r["test/accuracy"] for r in runs.get((BASELINE, k), [])]
+        src = [100 * r["test/accuracy"] for r in runs.get((SOURCE_ONLY, k), [])]
         full = [100 * r["test/accuracy"] for r in runs.get((FULL, k), [])]
+        best, best_accs = best_baseline(runs, k)
         rows.append({"strategy": name, "shots": k if k is not None else "all", "accuracy_mean": m, "accuracy_std": sd,
                      "vs_scratch": m - mean_std(base)[0] if base else float("nan"),
+                     "vs_source_only": m - mean_std(src)[0] if src else float("nan"),
                      "vs_full": m - mean_std(full)[0] if full else float("nan"),
-                     "negative_transfer": bool(base) and name != BASELINE and negative_transfer(accs, base),
+                     "baseline": best,
+                     "vs_baseline": m - mean_std(best_accs)[0] if best_accs else float("nan"),
+                     "negative_transfer": bool(best_accs) and name not in BASELINES and negative_transfer(accs, best_accs),
                      "trainable_parameters": results[0]["trainable_parameters"],
                      "trainable_vs_full": (results[0]["trainable_parameters"] / runs[(FULL, k)][0]["trainable_parameters"]
                                            if (FULL, k) in runs else float("nan")),
@@ -161,13 +213,20 @@ def results_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Tab
         flag = f" {NEGATIVE}" if r["negative_transfer"] else ""
         frac = r["trainable_vs_full"]
         cells.append([label(r["strategy"]), r["shots"], f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
-                      "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}{flag}",
+                      _versus(r) + flag,
                       _count(r["trainable_parameters"]), "" if math.isnan(frac) else f"{100 * frac:.1f}",
                       f"{r['train_seconds']:.1f}"])
-    caption = (f"{NEGATIVE} negative transfer: not above from-scratch by more than one standard error"
-               if any(r["negative_transfer"] for r in rows) else None)
-    return fitted_tables(title, ["strategy", "shots", "test acc. %", "vs scratch", "trained params", "% of full",
+    caption = (f"{NEGATIVE} negative transfer: not above the better baseline (from scratch or source only) by more "
+               "than one standard error" if any(r["negative_transfer"] for r in rows) else None)
+    return fitted_tables(title, ["strategy", "shots", "test acc. %", "vs best baseline", "trained params", "% of full",
                                  "train s"], cells, width=width, caption=caption)
+
+
+def _versus(row: dict) -> str:
+    """The gain over the better baseline at the row's budget; empty for the baselines themselves."""
+    if row["strategy"] in BASELINES or row.get("baseline") is None:
+        return ""
+    return f"{row['vs_baseline']:+.1f}"
 
 
 def print_table(rows: list[dict], console: Console, title: str) -> None:
@@ -186,7 +245,7 @@ def transfer_analysis(runs: dict, k: int | None, probe_size: int = 256) -> dict[
     out: dict[str, list[dict]] = {}
     probe = None
     for (name, kk), results in runs.items():
-        if kk != k or name == BASELINE:
+        if kk != k or name in BASELINES:
             continue
         run = load_run(results[0]["run"])
         m = run.cfg.model
@@ -221,7 +280,8 @@ def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str
         images.append(("Data efficiency", plot_curves(curves, out / "data_efficiency.png", "labelled examples per class",
                                                        "test accuracy (%)")))
     k_last = None if shots[-1] == "all" else shots[-1]
-    lc = {label(n): read_metrics(Path(res[0]["run"])) for (n, k), res in runs.items() if k == k_last} | extra_curves
+    lc = {label(n): read_metrics(Path(res[0]["run"])) for (n, k), res in runs.items() if k == k_last and n != SOURCE_ONLY}
+    lc |= extra_curves
     images.append(("Learning curves (seed 0)", plot_learning_curves(lc, out / "learning_curves.png")))
     transferred = transfer_analysis(runs, k_last)
     if transferred:
@@ -229,12 +289,14 @@ def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str
         images.append(("What transferred (seed 0): per backbone stage, weight change and feature similarity to the "
                        "source", plot_what_transferred(transferred, out / "what_transferred.png")))
     table = [[label(r["strategy"]), r["shots"], f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
-              "" if r["strategy"] == BASELINE else f"{r['vs_scratch']:+.1f}",
+              "" if r["strategy"] == BASELINE or math.isnan(r["vs_scratch"]) else f"{r['vs_scratch']:+.1f}",
+              "" if r["strategy"] == SOURCE_ONLY or math.isnan(r["vs_source_only"]) else f"{r['vs_source_only']:+.1f}",
               "" if r["strategy"] == FULL or math.isnan(r["vs_full"]) else f"{r['vs_full']:+.1f}",
               "yes" if r["negative_transfer"] else "", _params(r), f"{r['train_seconds']:.1f}"]
              for r in rows]
-    note = ("Negative transfer: the strategy's mean is not above from-scratch by more than one standard error of "
-            "the difference. The same numbers are in results.csv and results.json.")
+    note = ("Negative transfer: the strategy's mean is not above the better of the baselines (from scratch; source "
+            "only: the source model as it is, or trained on the source data alone) by more than one standard error "
+            "of the difference. The same numbers are in results.csv and results.json.")
     return write_html(out / "report.html", title, f"{intro} {note}".strip(),
                       [("Results", ["strategy", "labels/class", "test accuracy (%)", "vs scratch (points)",
-                                    "vs full fine-tuning (points)", "negative transfer", "trainable parameters", "train seconds"], table)], images)
+                                    "vs source only (points)", "vs full fine-tuning (points)", "negative transfer", "trainable parameters", "train seconds"], table)], images)

@@ -35,7 +35,7 @@ def assert_fits(lines: list[str], cells: list[str]) -> None:
 
 def compare_rows(names):
     return [dict(strategy=s, shots=k, accuracy_mean=88.123, accuracy_std=12.34, vs_scratch=-13.21,
-                 negative_transfer=s != "scratch", trainable_parameters=123456789, trainable_vs_full=1.0,
+                 baseline="scratch", vs_baseline=-13.21, negative_transfer=s != "scratch", trainable_parameters=123456789, trainable_vs_full=1.0,
                  train_seconds=12345.6) for s in names for k in (10, "all")]
 
 
