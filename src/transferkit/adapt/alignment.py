@@ -4,13 +4,15 @@ entropy minimisation and minimum class confusion (MCC)."""
 from __future__ import annotations
 
 from transferkit.adapt.base import DomainAdaptation
-from transferkit.adapt.functional import KERNEL_SCALES, coral_loss, entropy_loss, mcc_loss, mk_mmd2
+from transferkit.adapt.functional import coral_loss, entropy_loss, mcc_loss
+from transferkit.metrics.domain import DAN_SCALES, mmd2
 from transferkit.strategy import check_number
 
 
 class DAN(DomainAdaptation):
-    """Deep Adaptation Network (Long et al., ICML 2015): multi-kernel MMD between the source and target
-    features (and, with ``on_logits``, between their logits too, as DAN adapts the last layers).
+    """Deep Adaptation Network (Long et al., ICML 2015): multi-kernel MMD (``metrics.domain.mmd2``, Gaussian
+    kernels around the mean pairwise distance) between the source and target features (and, with
+    ``on_logits``, between their logits too, as DAN adapts the last layers).
 
     Example:
         >>> DAN(weight=1.0)  # data.unlabelled names the target data
@@ -18,7 +20,7 @@ class DAN(DomainAdaptation):
 
     name = "dan"
 
-    def __init__(self, weight: float = 1.0, on_logits: bool = False, scales: list[float] = KERNEL_SCALES,
+    def __init__(self, weight: float = 1.0, on_logits: bool = False, scales: list[float] = DAN_SCALES,
                  seed: int = 0) -> None:
         super().__init__(weight, seed)
         self.on_logits = bool(on_logits)  # also align the head's outputs (DAN adapts fc6-fc8)
@@ -28,9 +30,9 @@ class DAN(DomainAdaptation):
 
     def loss_terms(self, batch, out, model):
         fs, ft, ls, lt = self.split(batch, out)
-        mmd = mk_mmd2(fs, ft, self.scales)
+        mmd = mmd2(fs, ft, self.scales, bandwidth="mean")
         if self.on_logits:
-            mmd = mmd + mk_mmd2(ls, lt, self.scales)
+            mmd = mmd + mmd2(ls, lt, self.scales, bandwidth="mean")
         return {"mmd": self.weight * mmd}
 
 

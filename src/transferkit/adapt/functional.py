@@ -11,26 +11,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-KERNEL_SCALES = (0.125, 0.25, 0.5, 1.0, 2.0)  # DAN's family: bandwidths 2^-3 .. 2^1 times the mean distance
-
-
-def mk_mmd2(x: torch.Tensor, y: torch.Tensor, scales: tuple[float, ...] = KERNEL_SCALES) -> torch.Tensor:
-    """Squared multi-kernel MMD (Long et al., "Learning Transferable Features with Deep Adaptation
-    Networks", ICML 2015; Gretton et al., JMLR 2012): the biased estimate with the sum of Gaussian kernels
-    ``exp(-||a - b||^2 / (2 s m))``, ``m`` the mean squared distance over all pairs of the pooled sample
-    (detached), ``s`` each of ``scales``. Zero when ``x`` and ``y`` are the same sample.
-
-    Shape:
-        x: ``[n, D]``, y: ``[m, D]`` -> scalar.
-    """
-    z = torch.cat([x, y])
-    d2 = torch.cdist(z, z).pow(2)
-    mean = d2.detach().mean().clamp_min(1e-12)
-    k = sum(torch.exp(-d2 / (2 * s * mean)) for s in scales)
-    n = len(x)
-    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
-
-
 def covariance(x: torch.Tensor) -> torch.Tensor:
     """Unbiased covariance of the rows of ``x`` (``[n, D]`` -> ``[D, D]``)."""
     centred = x - x.mean(0, keepdim=True)
