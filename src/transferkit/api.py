@@ -25,6 +25,7 @@ from transferkit.finetune import Strategy, create_strategy
 from transferkit.finetune.saved import build_model, load_model, task_type
 from transferkit.model import TransferModel
 from transferkit.report import run_report
+from transferkit.runs.domain import SCORES, TargetScores, distance_report, features, sample
 from transferkit.tasks import TaskType
 
 
@@ -48,13 +49,17 @@ def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]
     d, task = cfg.data, task_type(cfg)
     full = _load_checked(d.dataset, cfg, task)
     test_frac = 0.0 if d.test else d.test_fraction
-    sp = make_splits(full.targets, seed=d.seed, val_fraction=d.val_fraction, test_fraction=test_frac,
-                     shots=d.shots, fraction=d.label_fraction)
+    # with source data the validation rows come from the source: target labels are never used to choose
+    sp = make_splits(full.targets, seed=d.seed, val_fraction=0.0 if d.source else d.val_fraction,
+                     test_fraction=test_frac, shots=d.shots, fraction=d.label_fraction)
     test = _load_checked(d.test, cfg, task) if d.test else (Subset(full, sp.test) if len(sp.test) else None)
-    train = Subset(full, sp.train)
+    train, val = Subset(full, sp.train), (Subset(full, sp.val) if len(sp.val) else None)
     if d.source:  # domain adaptation: the labelled source data, then the target's labelled rows
-        train = concat_datasets([_load_checked(d.source, cfg, task), train], name=f"{d.source} + {d.dataset}")
-    return train, (Subset(full, sp.val) if len(sp.val) else None), test
+        source = _load_checked(d.source, cfg, task)
+        ssp = make_splits(source.targets, seed=d.seed, val_fraction=d.val_fraction, test_fraction=0.0)
+        train = concat_datasets([Subset(source, ssp.train), train], name=f"{d.source} + {d.dataset}")
+        val = Subset(source, ssp.val) if len(ssp.val) else None
+    return train, val, test
 
 
 def _load_checked(spec: str, cfg: RunConfig, task: TaskType, labels: bool = True) -> Dataset:
@@ -155,7 +160,13 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     prepare_run_dir(out, overwrite, resume)
     (out / "config.yaml").write_text(dump_config(p.cfg), encoding="utf-8")
     t0 = time.perf_counter()
-    history = Trainer(p.cfg.train, out, progress, callbacks).fit(p.model, p.strategy, p.train, p.val, resume=resume)
+    measures, before = [], None
+    if p.unlabelled is not None:  # domain adaptation: label-free scores each epoch, distances before / after
+        measures = [TargetScores(p.unlabelled, p.val if cfg.data.source else None, cfg.train.eval_batch_size)]
+        probes = (sample(p.train), sample(p.unlabelled))
+        before = tuple(features(p.model, ds) for ds in probes)
+    history = Trainer(p.cfg.train, out, progress, callbacks, measures).fit(p.model, p.strategy, p.train, p.val,
+                                                                          resume=resume)
     seconds = time.perf_counter() - t0
     model = p.model
     ckpt.save_weights(model, out / ckpt.MODEL_FILE)
@@ -169,9 +180,22 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     if p.test is not None:
         summary |= evaluate(model, p.test, cfg.train.eval_batch_size, prefix="test/")
         summary["test_examples"] = len(p.test)
+    if before is not None:
+        summary["selection"] = selection_summary(history, cfg.train)
+        summary["domain_distance"] = distance_report(before, tuple(features(model, ds) for ds in probes), out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     run_report(out, summary)
     return RunResult(out, summary, history, model)
+
+
+def selection_summary(history: list[dict], settings) -> dict:
+    """Which score chose the kept weights (``train.monitor``), at which epoch, with the label-free scores
+    of that epoch."""
+    rows = [r for r in history if settings.monitor in r]
+    if not rows or not settings.restore_best:
+        return {"monitor": None, "epoch": history[-1]["epoch"] if history else None}
+    best = (max if settings.mode == "max" else min)(rows, key=lambda r: r[settings.monitor])
+    return {"monitor": settings.monitor, "epoch": best["epoch"]} | {k: best[k] for k in SCORES if k in best}
 
 
 def source_head(cfg: RunConfig, model: TransferModel) -> dict[str, torch.Tensor] | None:

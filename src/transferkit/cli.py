@@ -53,6 +53,11 @@ def train(
     shown = {k: v for k, v in res.metrics.items() if k.startswith("test/") or k in ("train_seconds", "epochs_run")}
     console.print(f"Run written to {res.run_dir}")
     console.print(json.dumps(shown, indent=1))
+    if "domain_distance" in res.metrics:
+        d, sel = res.metrics["domain_distance"], res.metrics["selection"]
+        console.print(f"Domain distance, before -> after: MMD {d['mmd_before']:.3f} -> {d['mmd_after']:.3f}, "
+                      f"proxy-A {d['pad_before']:.2f} -> {d['pad_after']:.2f}")
+        console.print(f"Weights of epoch {sel['epoch']}" + (f", chosen by {sel['monitor']}" if sel["monitor"] else ""))
 
 
 @app.command("eval")

@@ -28,7 +28,9 @@ from transferkit.metrics import accuracy
 from transferkit.metrics.tasks import macro_f1, mae, mean_average_precision, micro_f1, r2
 from transferkit.registry import Registry
 
-LOWER_IS_BETTER = ("loss", "mae", "mse")  # metric names (after the last "/") for which smaller is better
+# metric names (after the last "/") for which smaller is better: errors, and the label-free selection
+# scores entropy, IWV and DEV (risks)
+LOWER_IS_BETTER = ("loss", "mae", "mse", "entropy", "iwv", "dev")
 
 
 def metric_mode(monitor: str) -> str:

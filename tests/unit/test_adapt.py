@@ -1,5 +1,6 @@
 """Deep domain adaptation: the maths on tiny tensors, the strategies' steps, the run wiring."""
 
+import json
 import math
 
 import numpy as np
@@ -176,3 +177,65 @@ def test_a_domain_adaptation_run_resumes_exactly(tmp_path, strategy):
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert full.metrics["train_examples"] == 90 and full.metrics["test_examples"] == 90
+
+
+def da_config(tmp_path, strategy="dann", **data):
+    src, tgt = shifted_npz(tmp_path)
+    cfg = tiny_config(tgt) | {"strategy": {"name": strategy}}
+    cfg["data"] |= {"source": str(src), "unlabelled": str(tgt), "shots": 0, "val_fraction": 0.2,
+                    "test_fraction": "rest"} | data
+    cfg["model"]["num_classes"] = 3
+    return cfg
+
+
+def test_a_da_run_scores_epochs_without_target_labels_and_measures_the_domain_distance(tmp_path):
+    cfg = da_config(tmp_path)
+    cfg["train"] |= {"monitor": "target/entropy", "epochs": 3}
+    res = train(cfg, out=tmp_path / "run", progress=False)
+    rows = res.history
+    assert all({"target/snd", "target/entropy", "val/iwv", "val/dev", "val/accuracy"} <= set(r) for r in rows)
+    best = min(rows, key=lambda r: r["target/entropy"])
+    sel = res.metrics["selection"]
+    assert sel["monitor"] == "target/entropy" and sel["epoch"] == best["epoch"]
+    assert sel["target/entropy"] == best["target/entropy"]
+    d = res.metrics["domain_distance"]
+    assert set(d) == {"mmd_before", "mmd_after", "pad_before", "pad_after"} and d["mmd_before"] > 0
+    assert (tmp_path / "run" / "feature_map.png").is_file()
+    assert "chosen by target/entropy" in (tmp_path / "run" / "report.html").read_text()
+    # the validation rows are source rows: 20 % of the 90 source images, none of the target
+    assert res.metrics["train_examples"] == 72 and res.metrics["test_examples"] == 90
+
+
+def test_compare_adds_source_only_and_flags_against_the_better_baseline(tmp_path):
+    from rich.console import Console
+
+    from transferkit.compare import compare
+
+    cfg = da_config(tmp_path, "coral", val_fraction=0.0)
+    rows = compare(cfg, ["coral"], shots=[0], seeds=2, out=tmp_path / "cmp", console=Console(quiet=True))
+    by = {r["strategy"]: r for r in rows}
+    assert set(by) == {"source_only", "coral"}  # no from-scratch run without target labels
+    src = [json.loads((tmp_path / "cmp" / f"source_only/k0/seed{s}/summary.json").read_text())["test/accuracy"]
+           for s in range(2)]
+    assert by["source_only"]["accuracy_mean"] == pytest.approx(100 * np.mean(src))
+    assert by["coral"]["baseline"] == "source_only"
+    assert by["coral"]["vs_baseline"] == pytest.approx(by["coral"]["accuracy_mean"] - by["source_only"]["accuracy_mean"])
+
+
+def test_source_only_scores_the_source_model_with_its_own_head(tmp_path):
+    from transferkit.api import source_only
+
+    src, tgt = shifted_npz(tmp_path)
+    base = tiny_config(src)
+    base["train"]["epochs"] = 2
+    source = train(base, out=tmp_path / "src", progress=False)
+    cfg = tiny_config(tgt) | {"strategy": {"name": "full"}}
+    cfg["model"] |= {"weights": str(tmp_path / "src" / "model.safetensors"), "num_classes": 3}
+    res = source_only(cfg, tmp_path / "so")
+    from transferkit.api import prepare
+    from transferkit.engine.evaluate import evaluate
+
+    p = prepare(parse_config(cfg))
+    assert res.metrics["test/accuracy"] == pytest.approx(evaluate(source.model, p.test)["accuracy"])
+    cfg["model"]["num_classes"] = 4  # another label space: no source-only row
+    assert source_only(cfg, tmp_path / "so4") is None and not (tmp_path / "so4").exists()

@@ -23,7 +23,6 @@ def _cpu(z):
     return {k: v.float().cpu() for k, v in z.items()} if isinstance(z, dict) else z.float().cpu()
 
 
-@torch.no_grad()
 def predict_logits(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,
                    task: str | None = None, device: torch.device | None = None):
     """Outputs and targets over ``dataset`` in eval mode (training mode restored afterwards).
@@ -32,17 +31,32 @@ def predict_logits(model: TransferModel, dataset: Dataset, batch_size: int = 256
         returns ``([N, C], [N])`` on the CPU (targets ``[N, C]`` for multi-hot rows); a multi-task
         model, which answers every task at once, gives ``({task: [N, C_t]}, {task: [N]})``.
     """
+    logits, _, targets = predict_outputs(model, dataset, batch_size, precomputed, task, device, features=False)
+    return logits, targets
+
+
+@torch.no_grad()
+def predict_outputs(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,
+                    task: str | None = None, device: torch.device | None = None, features: bool = True):
+    """``predict_logits`` with the backbone's features too: ``(logits, features or None, targets)``.
+
+    Shape:
+        features: ``[N, D]``.
+    """
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
     ordered, order = length_order(dataset)
-    logits, targets = [], []
+    logits, feats, targets = [], [], []
     for x, y in batches(ordered, batch_size):
-        logits.append(_cpu(model(move(x, device), task=task, precomputed=precomputed).logits))
+        out = model(move(x, device), task=task, precomputed=precomputed)
+        logits.append(_cpu(out.logits))
+        if features:
+            feats.append(_cpu(out.features))
         targets.append({k: torch.as_tensor(v) for k, v in y.items()} if isinstance(y, dict) else torch.as_tensor(y))
     model.train(was_training)
     inverse = torch.as_tensor(np.argsort(order))
-    return _cat(logits, inverse), _cat(targets, inverse)
+    return _cat(logits, inverse), (_cat(feats, inverse) if features else None), _cat(targets, inverse)
 
 
 def evaluate(model: TransferModel, dataset: Dataset, batch_size: int = 256, precomputed: bool = False,

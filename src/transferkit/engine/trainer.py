@@ -147,8 +147,10 @@ class Trainer:
     """
 
     def __init__(self, settings: TrainSettings, run_dir: str | Path | None = None, progress: bool | None = None,
-                 callbacks: list[Callable[[dict], None]] = ()) -> None:
+                 callbacks: list[Callable[[dict], None]] = (),
+                 evaluators: list[Callable[[torch.nn.Module], dict[str, float]]] = ()) -> None:
         self.s = settings
+        self.evaluators = list(evaluators)  # extra metrics after each epoch (e.g. label-free target scores)
         self.run_dir = Path(run_dir) if run_dir else None
         self.progress = progress
         self.callbacks = list(callbacks)
@@ -269,6 +271,8 @@ class Trainer:
                     self._diverged(epoch, state)
                 if val_data is not None:
                     record |= evaluate(plain, val_data, s.eval_batch_size, phase.precomputed, prefix="val/")
+                for measure in self.evaluators:
+                    record |= measure(plain)
                 record["seconds"] = round(time.perf_counter() - t0, 4)
                 if self._end_epoch(plain, optimizer, state, record, epoch):
                     break  # on to the next phase

@@ -118,6 +118,18 @@ def run_report(run_dir: Path, summary: dict) -> Path:
         images.append(("Learning curves", plot_learning_curves({summary.get("strategy", "run"): rows},
                                                                run_dir / "learning_curves.png")))
     metrics = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in summary.items() if not isinstance(v, (dict, list))]
+    tables = [("Summary", ["metric", "value"], metrics)]
+    if "domain_distance" in summary:  # a domain-adaptation run
+        from transferkit.report.adapt import domain_distance_table
+
+        d, sel = summary["domain_distance"], summary.get("selection", {})
+        tables.append(("Domain distance between source and target features (before -> after training)",
+                       *domain_distance_table([{"name": "this run"} | d])))
+        chosen = (f"kept the weights of epoch {sel['epoch']}, chosen by {sel['monitor']}" if sel.get("monitor") else
+                  f"kept the last epoch ({sel.get('epoch')}); no monitored metric chose")
+        tables.append(("Selection", ["", ""], [["weights", chosen]] +
+                       [[k, f"{v:.4f}"] for k, v in sel.items() if k not in ("monitor", "epoch")]))
+        if (run_dir / "feature_map.png").is_file():
+            images.append(("Source and target features before and after training (t-SNE)", run_dir / "feature_map.png"))
     return write_html(run_dir / "report.html", f"transferkit run: {summary.get('name') or run_dir.name}",
-                      "Test metrics on held-out data; curves per epoch from metrics.jsonl.",
-                      [("Summary", ["metric", "value"], metrics)], images)
+                      "Test metrics on held-out data; curves per epoch from metrics.jsonl.", tables, images)
