@@ -22,7 +22,7 @@ from transferkit.engine.evaluate import evaluate, predict_logits
 from transferkit.engine.trainer import Trainer, check_labels
 from transferkit.errors import TransferkitError
 from transferkit.finetune import Strategy, create_strategy
-from transferkit.finetune.saved import build_model, load_model, task_type
+from transferkit.finetune.saved import build_model, head_state, load_model, task_type
 from transferkit.model import TransferModel
 from transferkit.report import run_report
 from transferkit.runs.domain import SCORES, TargetScores, distance_report, features, sample
@@ -182,7 +182,8 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
         summary["test_examples"] = len(p.test)
     if before is not None:
         summary["selection"] = selection_summary(history, cfg.train)
-        summary["domain_distance"] = distance_report(before, tuple(features(model, ds) for ds in probes), out)
+        summary["domain_distance"] = distance_report(before, tuple(features(model, ds) for ds in probes), out,
+                                                     feature_map=cfg.report.feature_map)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     run_report(out, summary)
     return RunResult(out, summary, history, model)
@@ -198,28 +199,15 @@ def selection_summary(history: list[dict], settings) -> dict:
     return {"monitor": settings.monitor, "epoch": best["epoch"]} | {k: best[k] for k in SCORES if k in best}
 
 
-def source_head(cfg: RunConfig, model: TransferModel) -> dict[str, torch.Tensor] | None:
-    """The head in ``model.weights`` (a transferkit model file) when it fits ``model``'s head — the label
-    spaces match — else None."""
-    w = cfg.model.weights
-    if not w or not Path(w).is_file() or Path(w).suffix not in {".safetensors", ".pt", ".pth"}:
-        return None
-    from transferkit.backbones.weights import read_state_dict
-
-    prefix = f"heads.{model.default_task}."
-    head = {k[len(prefix):]: v for k, v in read_state_dict(w).items() if k.startswith(prefix)}
-    own = model.heads[model.default_task].state_dict()
-    fits = head.keys() == own.keys() and all(v.shape == own[k].shape for k, v in head.items())
-    return head if fits else None
-
-
 def source_only(config: RunConfig | dict, out: str | Path, overwrite: bool = False) -> RunResult | None:
     """The source model on the target test set, untrained: the backbone and head of ``model.weights``
     when that file holds a head for the same labels (else None, and nothing is written). Writes
     config.yaml, summary.json and report.html into ``out``, as ``train`` does."""
     cfg = config if isinstance(config, RunConfig) else parse_config(config)
+    if not cfg.model.weights:
+        return None
     p = prepare(cfg)
-    head = source_head(p.cfg, p.model)
+    head = head_state(cfg.model.weights, p.model)
     if head is None or p.test is None:
         return None
     p.model.heads[p.model.default_task].load_state_dict(head)

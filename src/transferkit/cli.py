@@ -200,23 +200,29 @@ def multitask(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo's runs and report go.")] = Path("runs/demo"),
-    shots: Annotated[int, typer.Option(help="Labelled USPS images per class.")] = 10,
+    shots: Annotated[str, typer.Option(help="Labelled USPS images per class, comma-separated.")] = "1,3,10",
     seeds: Annotated[int, typer.Option(help="Seeds per strategy.")] = 3,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo directory.")] = False,
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategies to compare.")] =
-        "scratch,feature_extraction,full,two_stage",
+    strategies: Annotated[str, typer.Option(help="Comma-separated few-shot strategies to compare.")] =
+        "scratch,feature_extraction,full",
+    adapt: Annotated[str, typer.Option(help="Comma-separated domain-adaptation strategies at 0 labels ('' for none).")] =
+        "mcc,dann",
 ) -> None:
-    """MNIST -> USPS: compare from-scratch, feature extraction, full and two-stage fine-tuning."""
+    """MNIST -> USPS: source-only vs domain adaptation at 0 labels, then scratch vs transfer at 1, 3, 10."""
+    from transferkit.compare import parse_shots
     from transferkit.demo import DemoSettings, run_demo
     from transferkit.finetune import STRATEGIES
 
-    if shots < 1 or seeds < 1:
-        raise TransferkitError(f"--shots and --seeds must be >= 1; got shots={shots}, seeds={seeds}.")
+    ks = parse_shots(shots)
+    if seeds < 1 or any(k is None or k < 1 for k in ks):
+        raise TransferkitError(f"--shots takes whole numbers >= 1 and --seeds must be >= 1; got shots={shots}, "
+                               f"seeds={seeds}.")
     names = tuple(n.strip() for n in strategies.split(",") if n.strip())
-    for n in names:
+    methods = tuple(n.strip() for n in adapt.split(",") if n.strip())
+    for n in names + methods:
         STRATEGIES.get(n)  # unknown names fail here, with a suggestion, before any training
-    run_demo(out, overwrite=overwrite, settings=DemoSettings(shots=shots, seeds=seeds), strategies=names,
-             console=console)
+    run_demo(out, overwrite=overwrite, settings=DemoSettings(shots=tuple(ks), seeds=seeds), strategies=names,
+             adapt=methods, console=console)
 
 
 @app.command("download-weights")

@@ -24,7 +24,8 @@ SOURCE_ONLY = "source_only"  # the source model as it is, or trained on the sour
 BASELINES = (BASELINE, SOURCE_ONLY)
 FULL = "full"  # the reference for parameter-efficient strategies
 LABELS = {"scratch": "from scratch", "feature_extraction": "feature extraction (cached)", "full": "full fine-tuning",
-          "two_stage": "two-stage fine-tuning", "source_only": "source only"}
+          "two_stage": "two-stage fine-tuning", "source_only": "source only",
+          "full_adapted": "fine-tuning of the adapted model"}  # the demo's variant: full, from a DA run's weights
 
 
 def label(name: str) -> str:
@@ -77,7 +78,7 @@ def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
 def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: list[int | None] | None = None,
             seeds: int | None = None, out: str | Path = "runs/compare", overwrite: bool = False,
             console: Console | None = None, title: str = "transferkit compare", intro: str = "", new_dir: bool = True,
-            extra_curves: dict[str, list[dict]] | None = None) -> list[dict]:
+            extra_curves: dict[str, list[dict]] | None = None, show_table: bool = True) -> list[dict]:
     """Train every strategy (plus the from-scratch baseline) at every label budget and seed.
 
     ``strategies``, ``shots`` and ``seeds`` default to the config's ``compare`` section; a name there
@@ -120,9 +121,10 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print_table(rows, console, title)
     write_report(out, rows, runs, title, intro, extra_curves or {})
-    console.print(f"Report: {out / 'report.html'}")
+    if show_table:  # the demo prints one table of several comparisons instead
+        print_table(rows, console, title)
+        console.print(f"Report: {out / 'report.html'}")
     return rows
 
 
@@ -135,34 +137,35 @@ def run_config(cfg: RunConfig, entry: dict, tag: str, k: int | None, seed: int) 
     run_cfg["model"] |= entry["model"]
     run_cfg["train"] |= entry["train"] | {"seed": seed}
     run_cfg["strategy"] = {"name": entry["strategy"], "args": entry["args"]}
+    if seed > 0:
+        run_cfg["report"]["feature_map"] = "none"  # the report shows seed 0's map, as its learning curves
     return run_cfg
 
 
 def add_source_only(cfg: RunConfig, k: int | None, seeds: int, out: Path, runs: dict, console: Console) -> None:
-    """The source-only baseline at label budget ``k``, when it applies: with ``data.source``, the model
-    trained on the source data alone (no target label; once per seed, shown at every budget); with
-    ``model.weights`` holding a head for the same labels, that source model scored untrained on each
-    run's test set. Otherwise nothing is added."""
+    """The source-only baseline at label budget ``k``, when it applies: the source model of ``model.weights``
+    scored untrained on each run's test set when that file holds a head for the same labels; else, with
+    ``data.source``, the model trained on the source data alone (no target label; once per seed, shown at
+    every budget). Otherwise nothing is added."""
     from transferkit.api import source_only
 
     entry = {"strategy": FULL, "args": {}, "model": {}, "train": {}}
     for seed in range(seeds):
-        if cfg.data.source is not None:
-            first = runs.get((SOURCE_ONLY, "trained"), [])
-            if len(first) <= seed:
-                tag = f"{SOURCE_ONLY}/k0/seed{seed}"
-                console.print(f"[bold]{tag}[/]: trained on the source data alone, seed {seed}")
-                res = train(run_config(cfg, entry, tag, 0, seed), out=out / tag)
-                first.append(res.metrics | {"run": str(res.run_dir)})
-                runs[(SOURCE_ONLY, "trained")] = first
-            runs.setdefault((SOURCE_ONLY, k), []).append(first[seed])
-            continue
         tag = f"{SOURCE_ONLY}/k{'all' if k is None else k}/seed{seed}"
         res = source_only(run_config(cfg, entry, tag, k, seed), out / tag)
-        if res is None:
-            return  # the source model has no head for these labels
-        console.print(f"[bold]{tag}[/]: the source model as it is, seed {seed}'s test set")
-        runs.setdefault((SOURCE_ONLY, k), []).append(res.metrics | {"run": str(res.run_dir)})
+        if res is not None:
+            console.print(f"[bold]{tag}[/]: the source model as it is, on seed {seed}'s test set")
+            runs.setdefault((SOURCE_ONLY, k), []).append(res.metrics | {"run": str(res.run_dir)})
+            continue
+        if cfg.data.source is None:
+            return  # no source head for these labels and no source data
+        trained = runs.setdefault((SOURCE_ONLY, "trained"), [])
+        if len(trained) <= seed:
+            tag = f"{SOURCE_ONLY}/trained/seed{seed}"
+            console.print(f"[bold]{tag}[/]: trained on the source data alone, seed {seed}")
+            res = train(run_config(cfg, entry, tag, 0, seed), out=out / tag)
+            trained.append(res.metrics | {"run": str(res.run_dir)})
+        runs.setdefault((SOURCE_ONLY, k), []).append(trained[seed])
 
 
 def best_baseline(runs: dict, k) -> tuple[str | None, list[float]]:

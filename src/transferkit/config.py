@@ -89,6 +89,7 @@ class ModelConfig(_TaskChoice):  # with task, task_args (above)
     backbone_args: dict[str, Any] = {}  # keyword arguments of the backbone
     head: str = "linear"  # a name from `transferkit list heads`
     head_args: dict[str, Any] = {}  # keyword arguments of the head
+    source_head: bool = False  # start the head from the one in `weights` (a transferkit model file, same labels)
     num_classes: int | None = Field(None, ge=1)  # head outputs: classes, or target columns for regression (None: from the targets)
 
 
@@ -131,12 +132,17 @@ class CompareConfig(_Strict):
     variants: dict[str, Variant] = {}  # named set-ups: {lora_r2: {strategy: lora, args: {r: 2}}}
 
 
+class ReportConfig(_Strict):
+    feature_map: Literal["tsne", "pca", "none"] = "tsne"  # runs with data.unlabelled: the 2-D map of source and target features
+
+
 class RunConfig(_Strict):
     name: str | None = None  # shown in reports
     data: DataConfig
     model: ModelConfig = ModelConfig()
     strategy: StrategyConfig = StrategyConfig()
     train: TrainSettings = TrainSettings()
+    report: ReportConfig = ReportConfig()
     compare: CompareConfig = CompareConfig()  # used by `transferkit compare` only
 
     @model_validator(mode="after")

@@ -215,7 +215,7 @@ def test_compare_adds_source_only_and_flags_against_the_better_baseline(tmp_path
     rows = compare(cfg, ["coral"], shots=[0], seeds=2, out=tmp_path / "cmp", console=Console(quiet=True))
     by = {r["strategy"]: r for r in rows}
     assert set(by) == {"source_only", "coral"}  # no from-scratch run without target labels
-    src = [json.loads((tmp_path / "cmp" / f"source_only/k0/seed{s}/summary.json").read_text())["test/accuracy"]
+    src = [json.loads((tmp_path / "cmp" / f"source_only/trained/seed{s}/summary.json").read_text())["test/accuracy"]
            for s in range(2)]
     assert by["source_only"]["accuracy_mean"] == pytest.approx(100 * np.mean(src))
     assert by["coral"]["baseline"] == "source_only"

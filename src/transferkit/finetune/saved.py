@@ -25,12 +25,35 @@ def task_type(cfg: RunConfig) -> TaskType:
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> TransferModel:
-    """The untrained model a config describes (seeded with ``train.seed``), of its task type."""
+    """The untrained model a config describes (seeded with ``train.seed``), of its task type; with
+    ``model.source_head`` its head starts from the one in ``model.weights``."""
     m = cfg.model
     set_seed(cfg.train.seed)
     backbone = create_backbone(m.backbone, weights=m.weights, **m.backbone_args)
     head = create_head(m.head, backbone.num_features, num_classes, **m.head_args)
-    return TransferModel(backbone, head, task_type=task_type(cfg))
+    model = TransferModel(backbone, head, task_type=task_type(cfg))
+    if m.source_head:
+        state = head_state(m.weights, model)
+        if state is None:
+            raise TransferkitError(f"model.source_head is set, but '{m.weights}' holds no head of this shape "
+                                   f"({num_classes} outputs); unset model.source_head or give a model file with the "
+                                   "same labels.")
+        model.heads[model.default_task].load_state_dict(state)
+    return model
+
+
+def head_state(weights: str | None, model: TransferModel) -> dict | None:
+    """The default head's tensors in ``weights`` (a transferkit model file) when they fit ``model``'s
+    head — the label spaces match — else None."""
+    if not weights or not Path(weights).is_file() or Path(weights).suffix not in {".safetensors", ".pt", ".pth"}:
+        return None
+    from transferkit.backbones.weights import read_state_dict
+
+    prefix = f"heads.{model.default_task}."
+    head = {k[len(prefix):]: v for k, v in read_state_dict(weights).items() if k.startswith(prefix)}
+    own = model.heads[model.default_task].state_dict()
+    fits = head.keys() == own.keys() and all(v.shape == own[k].shape for k, v in head.items())
+    return head if fits else None
 
 
 def load_model(run_dir: str | Path) -> tuple[RunConfig, TransferModel]:

@@ -130,6 +130,6 @@ def run_report(run_dir: Path, summary: dict) -> Path:
         tables.append(("Selection", ["", ""], [["weights", chosen]] +
                        [[k, f"{v:.4f}"] for k, v in sel.items() if k not in ("monitor", "epoch")]))
         if (run_dir / "feature_map.png").is_file():
-            images.append(("Source and target features before and after training (t-SNE)", run_dir / "feature_map.png"))
+            images.append(("Source and target features before and after training (2-D map)", run_dir / "feature_map.png"))
     return write_html(run_dir / "report.html", f"transferkit run: {summary.get('name') or run_dir.name}",
                       "Test metrics on held-out data; curves per epoch from metrics.jsonl.", tables, images)

@@ -16,6 +16,7 @@ from transferkit.metrics.domain import mmd2, proxy_a_distance
 from transferkit.metrics.selection import density_ratio, dev_risk, iwv_risk, prediction_entropy, snd
 from transferkit.model import TransferModel
 
+MAP_POINTS = 300  # rows of each domain in the 2-D map
 SAMPLE = 1000  # rows of each domain the scores and distances use (a fixed, seeded draw)
 SCORES = {"target/snd": "soft neighbourhood density of the target predictions (higher is better)",
           "target/entropy": "mean entropy of the target predictions (lower is better)",
@@ -62,13 +63,16 @@ def domain_distances(src: np.ndarray, tgt: np.ndarray, seed: int = 0) -> dict[st
 
 
 def distance_report(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray], out: Path,
-                    seed: int = 0) -> dict:
-    """Distances before and after training, and the feature map ``out/feature_map.png``."""
+                    seed: int = 0, feature_map: str = "tsne") -> dict:
+    """Distances before and after training, and the feature map ``out/feature_map.png`` (2-D by
+    ``feature_map``: ``"tsne"``, ``"pca"``, or ``"none"`` for no map)."""
     from threadpoolctl import threadpool_limits
 
     from transferkit.report.adapt import feature_map_plot
 
     b, a = domain_distances(*before, seed=seed), domain_distances(*after, seed=seed)
-    with threadpool_limits(1):  # t-SNE's threaded gradient loop is many times slower on a busy machine
-        feature_map_plot(before, after, out / "feature_map.png", max_points=500, seed=seed)
+    if feature_map != "none":
+        with threadpool_limits(1):  # t-SNE's threaded gradient loop is many times slower on a busy machine
+            feature_map_plot(before, after, out / "feature_map.png", method=feature_map, max_points=MAP_POINTS,
+                             max_iter=500, seed=seed)
     return {f"{k}_before": v for k, v in b.items()} | {f"{k}_after": v for k, v in a.items()}
