@@ -61,9 +61,9 @@ def _batches(ds, batch_size: int):
 
 
 def load_features(spec: str, backbone=None, data_root: str | Path | None = None,
-                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, list | None]:
     """The rows of dataset ``spec`` as ``[N, D]`` float64 features (flattened, or ``backbone.features``
-    in batches, in eval mode) and their labels ``[N]``."""
+    in batches, in eval mode), their labels ``[N]`` and the class names (None when unnamed)."""
     ds = load_dataset(spec, data_root)
     if backbone is None:
         if ds.kind == "text":
@@ -76,7 +76,8 @@ def load_features(spec: str, backbone=None, data_root: str | Path | None = None,
         backbone.eval()
         with torch.no_grad():
             x = torch.cat([backbone.features(b).reshape(len(b), -1).cpu() for b in _batches(ds, batch_size)])
-    return x.double().numpy(), np.asarray(ds.targets).astype(np.int64)
+    names = None if ds.class_names is None else [str(c) for c in ds.class_names]
+    return x.double().numpy(), np.asarray(ds.targets).astype(np.int64), names
 
 
 def preprocess(x: np.ndarray, how: str) -> np.ndarray:
@@ -137,8 +138,11 @@ def adapt(method: str, source: str, target: str, *, preprocessing: str = "l2", a
     if out is not None:
         prepare_run_dir(Path(out), overwrite, resume=False)
     net = create_backbone(backbone, weights=weights) if backbone else None
-    xs, ys = load_features(source, net, data_root)
-    xt, yt = load_features(target, net, data_root)
+    xs, ys, names_s = load_features(source, net, data_root)
+    xt, yt, names_t = load_features(target, net, data_root)
+    if names_s and names_t and names_s != names_t:
+        raise TransferkitError(f"Source '{source}' and target '{target}' name their classes differently "
+                               f"({names_s[:3]}... vs {names_t[:3]}...); give both domains the same classes.")
     check_pair(xs, ys, xt, yt, source, target)
     xs, xt = preprocess(xs, preprocessing), preprocess(xt, preprocessing)
     rows = [_score(SOURCE_ONLY, "1-NN", lambda: KNeighborsClassifier(n_neighbors=1).fit(xs, ys).predict(xt), yt)]
