@@ -4,6 +4,7 @@ directory: the table, results.json, a backbone's features, and one-sentence erro
 import json
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -21,7 +22,7 @@ def test_adapt_jda_on_the_embedded_digits(tmp_path):
     assert res["args"] == {"n_iter": 2} and res["preprocess"] == "l2" and res["n_features"] == 256
     accs = {row["method"]: row["accuracy"] for row in res["rows"]}
     assert accs["source only"] == 0.447
-    assert accs["jda"] == 0.5835  # after one pseudo-label iteration (the paper's 10 give 0.5965)
+    assert accs["jda"] == pytest.approx(0.5835, abs=0.0015)  # one pseudo-label iteration (the paper's 10: 0.5965)
     r = cli("adapt", "--method", "jda", "--source", "mnist_usps:usps", "--target", "mnist_usps:mnist", "--out", out)
     _expect_error(r, "already exists; pass --overwrite")
 

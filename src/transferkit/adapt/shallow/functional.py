@@ -211,6 +211,8 @@ def joint_distribution_adaptation(x_src: np.ndarray, y_src: np.ndarray, x_tgt: n
     Shape:
         x_src: ``[ns, D]``, y_src: ``[ns]``, x_tgt: ``[nt, D]``.
     """
+    if n_iter < 1:
+        raise TransferkitError(f"n_iter={n_iter}: JDA needs at least one eigen-solve; give n_iter >= 1.")
     x = l2_normalize(np.vstack([x_src, x_tgt]))
     ns = len(x_src)
     f, u = kernel_basis(x, kernel, gamma)
