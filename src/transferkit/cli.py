@@ -260,6 +260,38 @@ def compare_(
             overwrite=overwrite, console=console, title=f"transferkit compare: {cfg.name or config.stem}")
 
 
+def adapt_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Table]:
+    """The terminal table of ``transferkit adapt``: target accuracy of source-only 1-NN and the method."""
+    base = rows[0]["accuracy"]
+    cells = [[r["method"], r["classifier"], f"{100 * r['accuracy']:.2f}",
+              "" if i == 0 else f"{100 * (r['accuracy'] - base):+.2f}", f"{r['seconds']:.1f}"] for i, r in enumerate(rows)]
+    return fitted_tables(title, ["method", "classifier", "target accuracy %", "vs source only", "seconds"], cells,
+                         keep=2, width=width)
+
+
+@app.command("adapt")
+def adapt_(
+    method: Annotated[str, typer.Option(help="Shallow method: coral, tca, sa, ot, kmm (skada), jda, bda.")],
+    source: Annotated[str, typer.Option(help="Labelled source: name:domain (e.g. mnist_usps:usps) or a .npz path.")],
+    target: Annotated[str, typer.Option(help="Target, same form; its labels are used only to score.")],
+    preprocess: Annotated[str, typer.Option(help="Per domain: l2 (unit-norm rows), zscore (SURF counts), none.")] = "l2",
+    backbone: Annotated[Optional[str], typer.Option(help="Encode the inputs with this backbone (else flatten).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Weights file of --backbone.")] = None,
+    args: Annotated[Optional[list[str]], typer.Option("--args", help="A method argument key=value (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write results.json to this directory.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
+) -> None:
+    """Classic domain adaptation of one pair (transductive): source-only 1-NN vs the adapted method on the target."""
+    from transferkit.runs.classic import adapt, parse_args
+
+    rows = adapt(method, source, target, preprocessing=preprocess, args=parse_args(args), backbone=backbone,
+                 weights=weights, out=out, overwrite=overwrite)
+    for table in adapt_tables(rows, f"adapt {source} -> {target}", console.width):
+        console.print(table)
+    if out is not None:
+        console.print(f"Results written to {out / 'results.json'}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (tracebacks with --debug)."""
     try:
