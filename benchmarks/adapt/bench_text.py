@@ -71,8 +71,8 @@ def deep(cache: Path, src: str, tgt: str, method: str, seed: int, epochs: int) -
 def jda(cache: Path, src: str, tgt: str) -> float:
     from transferkit.runs.classic import adapt
 
-    rows = adapt("jda", str(cache / f"{src}.npz"), str(cache / f"{tgt}.npz"), preprocess="zscore")
-    return rows["adapted_accuracy"]
+    rows = adapt("jda", str(cache / f"{src}.npz"), str(cache / f"{tgt}.npz"), preprocessing="l2")
+    return 100 * rows[1]["accuracy"]
 
 
 def summary(rows: list[dict]) -> str:

@@ -75,13 +75,19 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, settings: D
     console.print(f"  source validation accuracy {src.history[-1].get('val/accuracy', float('nan')):.3f}")
     weights = out / "source" / "model.safetensors"
     rows, few_cfg, names = [], target_config(s, weights), list(strategies)
+    # the transfer strategies start from the source model's own head (same labels) and fine-tuning
+    # runs at a tenth of the rate, the usual recipe; from scratch keeps the base rate it needs
+    keep = {"model": {"source_head": True}}
+    variants = {"feature_extraction": keep, "full": keep | {"train": {"lr": s.lr / 10}}}
+    few_cfg["compare"] = {"variants": {k: v for k, v in variants.items() if k in names}}
     if adapt:
         console.print("[bold]0 labels[/]: the source model as it is, and adapted with the unlabelled USPS images")
         rows += compare(adapt_config(s, weights), list(adapt), [0], s.seeds, out / "unlabelled", console=console,
                         show_table=False)
         best = max((r for r in rows if r["strategy"] in adapt), key=lambda r: r["accuracy_mean"])["strategy"]
         adapted = out / "unlabelled" / best / "k0" / "seed0" / "model.safetensors"
-        few_cfg["compare"] = {"variants": {ADAPTED: {"strategy": "full", "model": {"weights": str(adapted)}}}}
+        few_cfg["compare"]["variants"][ADAPTED] = {"strategy": "full", "model": {"weights": str(adapted), "source_head": True},
+                                                   "train": {"lr": s.lr / 10}}
         names.append(ADAPTED)
     if s.shots:
         console.print(f"[bold]{', '.join(map(str, s.shots))} labels per class[/]: " + ", ".join(map(label, names)))

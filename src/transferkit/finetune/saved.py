@@ -65,7 +65,9 @@ def load_model(run_dir: str | Path) -> tuple[RunConfig, TransferModel]:
         raise TransferkitError(f"'{run_dir}' is not a run directory (no config.yaml); give the folder `train` wrote.")
     cfg = load_config(run_dir / "config.yaml")
     weights = cfg.model.weights if cfg.model.backbone == "hf_text" else None
-    model = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})}),
+    # the run's own file holds every weight: no source weights (but a text encoder's folder) nor source head
+    model = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights,
+                                                                                     "source_head": False})}),
                         cfg.model.num_classes)
     if any(STRATEGIES.get(n.strip()).changes_structure for n in cfg.strategy.name.split("+")):
         model = create_strategy(cfg.strategy.name, **cfg.strategy.args).prepare_model(model)  # e.g. LoRA layers
