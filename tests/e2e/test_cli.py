@@ -55,16 +55,18 @@ def test_list_commands():
 
 
 def test_demo_small(tmp_path):
-    r = cli("demo", "--out", tmp_path / "demo", "--seeds", "1", "--shots", "5")
+    r = cli("demo", "--out", tmp_path / "demo", "--seeds", "1", "--shots", "5", "--adapt", "coral")
     assert r.returncode == 0, r.stderr
-    assert "from scratch" in r.stdout and "two-stage" in r.stdout
+    assert "from scratch" in r.stdout and "source only" in r.stdout and "coral" in r.stdout
     html = (tmp_path / "demo" / "report.html").read_text()
-    assert html.count("data:image/png;base64") == 3 and "What transferred" in html
-    transferred = json.loads((tmp_path / "demo" / "what_transferred.json").read_text())
+    assert html.count("data:image/png;base64") == 1 and "Data efficiency" in html
+    transferred = json.loads((tmp_path / "demo" / "few_shot" / "what_transferred.json").read_text())
     fe = transferred["feature extraction (cached)"]
     assert all(r["weight_change"] == 0.0 and abs(r["cka"] - 1) < 1e-6 for r in fe)  # frozen: nothing moved
     rows = json.loads((tmp_path / "demo" / "results.json").read_text())["rows"]
-    assert [r["strategy"] for r in rows] == ["scratch", "feature_extraction", "full", "two_stage"]
+    assert [(r["strategy"], r["shots"]) for r in rows] == [
+        ("coral", 0), ("source_only", 0), ("scratch", 5), ("feature_extraction", 5), ("full", 5), ("full_adapted", 5)]
+    assert rows[0]["baseline"] == "source_only"
 
 
 def _expect_error(result, *fragments):
