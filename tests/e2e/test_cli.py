@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import tiny_config
+from tests.conftest import ROOT, tiny_config
 
 
 def cli(*args, cwd=None):
@@ -174,3 +174,22 @@ def test_python_dash_m_transferkit_works_like_the_command(tmp_path):
     assert "two_stage" in r.stdout and max(map(len, r.stdout.splitlines())) <= 80
     r = run("train", tmp_path / "missing.yaml")
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_domain_adaptation_from_the_readme_example(tmp_path):
+    """The README's domain-adaptation example, 1 epoch: train prints the domain distance and which score
+    chose; compare at 0 labels adds source-only and no from-scratch row."""
+    example = str(ROOT / "examples" / "adapt" / "mnist_to_usps.yaml")
+    r = cli("train", example, "--out", tmp_path / "run", "--set", "train.epochs=1", "--set", "report.feature_map=pca")
+    assert r.returncode == 0, r.stderr
+    assert "Domain distance, before -> after: MMD" in r.stdout and "chosen by target/snd" in r.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test_examples"] == 1800 and summary["selection"]["monitor"] == "target/snd"
+    r = cli("compare", example, "--strategies", "coral", "--shots", "0", "--seeds", "1", "--out", tmp_path / "cmp",
+            "--set", "train.epochs=1")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "cmp" / "results.json").read_text())["rows"]
+    assert [r["strategy"] for r in rows] == ["coral", "source_only"]
+    r = cli("train", example, "--out", tmp_path / "bad", "--set", "data.unlabelled=mnist_usps:uspss")
+    _expect_error(r, "no domain 'uspss'")
+    assert not (tmp_path / "bad").exists()
