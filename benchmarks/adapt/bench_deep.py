@@ -12,7 +12,6 @@ target domain (the transductive protocol of the JDA line of work); its labels ar
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from transferkit.api import prepare
 from transferkit.config import parse_config
 from transferkit.engine.evaluate import evaluate
 from transferkit.engine.trainer import Trainer
+
+from results import run_missing  # benchmarks/adapt/results.py
 
 METHODS = ["source_only", "dan", "coral", "dann", "cdan", "cdan_e", "mcd", "mcc", "dann+entropy", "cdan_e+mcc"]
 PUBLISHED = {"mnist->usps": {"JDA": 67.28, "MEDA": 89.5}, "usps->mnist": {"JDA": 59.65, "MEDA": 72.1}}
@@ -40,7 +41,7 @@ def run(src, tgt, method, seed, epochs, batch, preprocess) -> dict:
     t0 = time.perf_counter()
     Trainer(p.cfg.train, progress=False).fit(p.model, p.strategy, p.train)
     acc = evaluate(p.model, p.test)["accuracy"]
-    return {"pair": f"{src}->{tgt}", "method": method, "seed": seed, "accuracy": round(100 * acc, 2),
+    return {"accuracy": round(100 * acc, 2),
             "seconds": round(time.perf_counter() - t0, 1), "epochs": epochs, "batch": batch, "preprocess": preprocess}
 
 
@@ -69,21 +70,9 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--pairs", default="mnist->usps,usps->mnist")
     a = ap.parse_args()
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    done = {(r["pair"], r["method"], r["seed"]) for r in rows}
-    for pair in a.pairs.split(","):
-        src, tgt = pair.split("->")
-        for method in a.methods.split(","):
-            for seed in range(a.seeds):
-                if (pair, method, seed) in done:
-                    continue
-                r = run(src, tgt, method, seed, a.epochs, a.batch, a.preprocess)
-                print(json.dumps(r), flush=True)
-                rows.append(r)
-                with out.open("a") as f:
-                    f.write(json.dumps(r) + "\n")
+    todo = [(p, m, seed) for p in a.pairs.split(",") for m in a.methods.split(",") for seed in range(a.seeds)]
+    rows = run_missing(Path(a.out), todo, lambda p, m, seed: run(*p.split("->"), m, seed, a.epochs, a.batch,
+                                                                   a.preprocess))
     print(table(rows))
 
 

@@ -32,7 +32,7 @@ def candidates(weight: float, epochs: int, seed: int) -> list[dict]:
            "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": seed, "device": "cpu"}}
     p = prepare(parse_config(cfg))
     oracle = lambda m: {"oracle/accuracy": 100 * evaluate(m, p.test)["accuracy"]}  # noqa: E731 - target labels
-    history = Trainer(p.cfg.train, progress=False, evaluators=[TargetScores(p.unlabelled, p.val), oracle]).fit(
+    history = Trainer(p.cfg.train, progress=False, evaluators=[TargetScores(p.unlabelled, p.train, p.val), oracle]).fit(
         p.model, p.strategy, p.train, p.val)
     return [{"weight": weight, "epoch": r["epoch"], **{k: r[k] for k in (*SCORES, "oracle/accuracy")}}
             for r in history]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import time
 from pathlib import Path
@@ -28,6 +27,8 @@ from transferkit.compare import negative_transfer
 from transferkit.config import parse_config
 from transferkit.engine.evaluate import evaluate
 from transferkit.engine.trainer import Trainer
+
+from results import run_missing  # benchmarks/adapt/results.py
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
@@ -112,23 +113,17 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=10)
     a = ap.parse_args()
-    cache, out = Path(a.cache), Path(a.out)
+    cache = Path(a.cache)
     encode(cache)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    done = {(r["pair"], r["method"], r["seed"]) for r in rows}
-    for src, tgt in itertools.permutations(DOMAINS, 2):
-        pair = f"{src}->{tgt}"
-        todo = [(m, s) for m in DEEP for s in range(a.seeds)] + [("jda", 0)]
-        for method, seed in todo:
-            if (pair, method, seed) in done:
-                continue
-            acc = jda(cache, src, tgt) if method == "jda" else deep(cache, src, tgt, method, seed, a.epochs)
-            r = {"pair": pair, "method": method, "seed": seed, "accuracy": round(acc, 2)}
-            print(json.dumps(r), flush=True)
-            rows.append(r)
-            with out.open("a") as f:
-                f.write(json.dumps(r) + "\n")
+    todo = [(f"{s}->{t}", m, seed) for s, t in itertools.permutations(DOMAINS, 2)
+            for m, seed in [(m, seed) for m in DEEP for seed in range(a.seeds)] + [("jda", 0)]]
+
+    def run(pair: str, method: str, seed: int) -> dict:
+        src, tgt = pair.split("->")
+        acc = jda(cache, src, tgt) if method == "jda" else deep(cache, src, tgt, method, seed, a.epochs)
+        return {"accuracy": round(acc, 2)}
+
+    rows = run_missing(Path(a.out), todo, run)
     print(summary(rows))
 
 

@@ -58,6 +58,7 @@ def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]
         source = _load_checked(d.source, cfg, task)
         ssp = make_splits(source.targets, seed=d.seed, val_fraction=d.val_fraction, test_fraction=0.0)
         train = concat_datasets([Subset(source, ssp.train), train], name=f"{d.source} + {d.dataset}")
+        train.source_rows = len(ssp.train)  # the first rows are the source's, then the target's labelled ones
         val = Subset(source, ssp.val) if len(ssp.val) else None
     return train, val, test
 
@@ -100,6 +101,10 @@ def _unlabelled(cfg: RunConfig, strategy: Strategy, task: TaskType) -> Dataset |
     """``data.unlabelled`` read (without its labels) and handed to the strategy's domain-adaptation parts;
     a strategy that needs it and a config without it are refused here, before any training."""
     spec, parts = cfg.data.unlabelled, unlabelled_parts(strategy)
+    if (parts or spec) and task.name != "classification":
+        raise TransferkitError(f"Domain adaptation (data.unlabelled, strategy '{cfg.strategy.name}') works on class "
+                               f"labels, and model.task is '{task.name}'; use model.task 'classification' or train "
+                               "without data.unlabelled and domain-adaptation strategies.")
     if parts and spec is None:
         raise TransferkitError(f"Strategy '{cfg.strategy.name}' adapts to unlabelled target data; set data.unlabelled "
                                "to the target domain's data ('name:domain' or a path).")
@@ -162,8 +167,10 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     t0 = time.perf_counter()
     measures, before = [], None
     if p.unlabelled is not None:  # domain adaptation: label-free scores each epoch, distances before / after
-        measures = [TargetScores(p.unlabelled, p.val if cfg.data.source else None, cfg.train.eval_batch_size)]
-        probes = (sample(p.train), sample(p.unlabelled))
+        source_rows = Subset(p.train, np.arange(getattr(p.train, "source_rows", len(p.train))))
+        measures = [TargetScores(p.unlabelled, source_rows, p.val if cfg.data.source else None,
+                                 cfg.train.eval_batch_size)]
+        probes = (sample(source_rows), sample(p.unlabelled))
         before = tuple(features(p.model, ds) for ds in probes)
     history = Trainer(p.cfg.train, out, progress, callbacks, measures).fit(p.model, p.strategy, p.train, p.val,
                                                                           resume=resume)

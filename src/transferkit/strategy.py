@@ -6,6 +6,7 @@ from importing them. The trainer asks a strategy, never the other way round:
 - ``prepare_model(model) -> model``  set up weights before training (e.g. re-initialise);
 - ``phases(model, epochs, lr) -> list[Phase] | None``  what trains, at which rate, for how long;
 - ``prepare_data(model, dataset, phase) -> dataset``  e.g. swap images for cached features;
+- ``own_parameter_groups(lr) -> list[dict]``  the strategy's own modules, trained in every phase;
 - ``prepare_batch(batch) -> batch``  e.g. mix in replayed samples;
 - ``loss_terms(batch, out, model) -> dict[str, Tensor]``  extra (already weighted) loss terms;
 - ``backward(losses, terms, step) -> (logged, total)``  how the gradient is formed from the task
@@ -137,6 +138,11 @@ class Strategy(nn.Module):
     def prepare_data(self, model: TransferModel, dataset: Dataset, phase: Phase) -> Dataset:
         return dataset
 
+    def own_parameter_groups(self, lr: float) -> list[dict]:
+        """Optimizer groups of the strategy's own modules (a domain discriminator, a second classifier),
+        trained in every phase beside whatever the phases train."""
+        return []
+
     def prepare_batch(self, batch: Batch) -> Batch:
         return batch
 
@@ -255,6 +261,9 @@ class Compose(Strategy):
         for s in self.parts:
             dataset = s.prepare_data(model, dataset, phase)
         return dataset
+
+    def own_parameter_groups(self, lr):
+        return [g for s in self.parts for g in s.own_parameter_groups(lr)]
 
     def prepare_batch(self, batch):
         for s in self.parts:

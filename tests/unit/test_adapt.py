@@ -239,3 +239,74 @@ def test_source_only_scores_the_source_model_with_its_own_head(tmp_path):
     assert res.metrics["test/accuracy"] == pytest.approx(evaluate(source.model, p.test)["accuracy"])
     cfg["model"]["num_classes"] = 4  # another label space: no source-only row
     assert source_only(cfg, tmp_path / "so4") is None and not (tmp_path / "so4").exists()
+
+
+@pytest.mark.parametrize("strategy", ["dann", "cdan_e", "mcd"])
+def test_adversarial_and_mcd_runs_train_under_bf16_autocast(tmp_path, strategy):
+    cfg = da_config(tmp_path, strategy, val_fraction=0.0)
+    cfg["train"] |= {"mixed_precision": "bf16", "epochs": 1}
+    res = train(cfg, out=tmp_path / "run", progress=False)
+    assert all(np.isfinite(v) for k, v in res.history[0].items() if k.startswith("train/"))
+
+
+def test_mcd_keeps_the_terms_of_the_parts_composed_with_it(tmp_path):
+    from transferkit.engine.trainer import Trainer
+    from transferkit.config import TrainSettings
+
+    strategy = create_strategy("mcd+dann")
+    use_unlabelled(strategy, images(12, seed=3))
+    model = tiny_model()
+    strategy.prepare_model(model)
+    before = [p.detach().clone() for p in strategy.parts[1].disc.parameters()]
+    history = Trainer(TrainSettings(epochs=1, batch_size=6, lr=0.01, device="cpu"), progress=False).fit(
+        model, strategy, images(12))
+    assert "train/dann/domain" in history[0]
+    assert any(not torch.equal(a, b) for a, b in zip(before, strategy.parts[1].disc.parameters()))
+
+
+def test_a_discriminator_adds_its_own_parameters_without_unfreezing_the_model(tmp_path):
+    from transferkit.engine.trainer import Trainer
+    from transferkit.config import TrainSettings
+
+    strategy = create_strategy("partial+dann", partial={"k": 1}, dann={})
+    use_unlabelled(strategy, images(12, seed=3))
+    model = tiny_model()
+    first = [p.detach().clone() for p in model.backbone.stages()[0].parameters()]
+    Trainer(TrainSettings(epochs=1, batch_size=6, lr=0.01, device="cpu"), progress=False).fit(model, strategy, images(12))
+    assert all(torch.equal(a, b) for a, b in zip(first, model.backbone.stages()[0].parameters()))  # still frozen
+    assert all(p.requires_grad for p in strategy.parts[1].disc.parameters())
+
+
+def test_the_importance_weights_are_learnt_on_source_training_rows_and_weigh_the_validation_rows(monkeypatch):
+    from transferkit.runs import domain
+
+    seen = {}
+
+    def ratio(src, tgt, query, seed=0):
+        seen.update(src=len(src), tgt=len(tgt), query=len(query))
+        return np.ones(len(query))
+
+    monkeypatch.setattr(domain, "density_ratio", ratio)
+    scores = domain.TargetScores(images(15, seed=1), images(12, seed=2), images(10, seed=4))(tiny_model())
+    assert seen == {"src": 12, "tgt": 15, "query": 10}
+    assert scores["val/iwv"] == pytest.approx(scores["val/dev"])  # equal weights: both are the mean loss
+
+
+def test_domain_adaptation_is_refused_for_other_task_types(tmp_path):
+    cfg = da_config(tmp_path, "coral")
+    cfg["model"] |= {"task": "regression", "num_classes": 1}
+    with pytest.raises(TransferkitError, match="class labels"):
+        train(cfg, out=tmp_path / "run", progress=False)
+    strategy = create_strategy("coral")
+    use_unlabelled(strategy, images(6))
+    with pytest.raises(TransferkitError, match="multi-task"):
+        strategy.prepare_batch(Batch(torch.zeros(2, 1, 8, 8), {"a": torch.tensor([0, 1])}))
+
+
+def test_the_target_order_follows_the_run_seed_unless_given():
+    a, b, c = create_strategy("dann"), create_strategy("dann"), create_strategy("dann", seed=7)
+    for s, seed in ((a, 0), (b, 1), (c, 1)):
+        model = tiny_model()
+        torch.manual_seed(seed)  # as the trainer seeds with train.seed before prepare_model
+        s.prepare_model(model)
+    assert (a.seed, b.seed, c.seed) == (0, 1, 7)

@@ -20,7 +20,8 @@ class DANN(DomainAdaptation):
     """Domain-adversarial training (Ganin et al., JMLR 2016): a discriminator tells source from target
     features, and the backbone receives its gradient reversed, scaled by the warm-up
     ``2 / (1 + exp(-10 p)) - 1`` of training progress ``p``. The term is ``weight`` x the discriminator's
-    cross-entropy; the discriminator trains at the base learning rate.
+    cross-entropy; the discriminator (two hidden layers of ``hidden``; the paper's Office nets use 1,024)
+    trains at the base learning rate, without the paper's learning-rate annealing.
 
     Example:
         >>> DANN(weight=1.0, hidden=256)
@@ -28,7 +29,7 @@ class DANN(DomainAdaptation):
 
     name = "dann"
 
-    def __init__(self, weight: float = 1.0, hidden: int = 256, schedule: bool = True, seed: int = 0) -> None:
+    def __init__(self, weight: float = 1.0, hidden: int = 256, schedule: bool = True, seed: int | None = None) -> None:
         super().__init__(weight, seed)
         check_number("DANN", "hidden", hidden, low=1, integer=True)
         self.hidden = hidden  # width of the discriminator's hidden layers
@@ -39,6 +40,7 @@ class DANN(DomainAdaptation):
         return model.backbone.num_features
 
     def prepare_model(self, model):
+        model = super().prepare_model(model)
         if self.disc is None:
             self.disc = discriminator(self.discriminator_input(model), self.hidden)
         return model
@@ -53,22 +55,25 @@ class DANN(DomainAdaptation):
 
 class CDAN(DANN):
     """Conditional domain-adversarial network (Long et al., NeurIPS 2018): the discriminator sees the
-    multilinear map of features and class probabilities (randomised when ``D x C`` exceeds
-    ``random_dim``); with ``entropy_conditioning`` (CDAN+E) rows are weighted by ``1 + exp(-H(p))``, so
-    confident predictions count more."""
+    multilinear map of features and class probabilities (randomised, ``random_dim`` wide, when ``D x C``
+    exceeds ``random_above``); with ``entropy_conditioning`` (CDAN+E) rows are weighted by
+    ``1 + exp(-H(p))``, so confident predictions count more. The probabilities, and so the weights, are
+    detached (as Transfer-Learning-Library; the original code reverses the gradient through the entropy)."""
 
     name = "cdan"
 
     def __init__(self, weight: float = 1.0, hidden: int = 256, entropy_conditioning: bool = False,
-                 random_dim: int = 1024, schedule: bool = True, seed: int = 0) -> None:
+                 random_dim: int = 1024, random_above: int = 4096, schedule: bool = True, seed: int | None = None) -> None:
         super().__init__(weight, hidden, schedule, seed)
         check_number("CDAN", "random_dim", random_dim, low=1, integer=True)
+        check_number("CDAN", "random_above", random_above, low=1, integer=True)
         self.entropy_conditioning = bool(entropy_conditioning)
-        self.random_dim = random_dim  # the randomised map's width, used when D x C is larger
+        self.random_dim = random_dim  # the randomised map's width
+        self.random_above = random_above  # D x C above which the map is randomised
 
     def discriminator_input(self, model) -> int:
         d, c = model.backbone.num_features, _outputs(model)
-        if d * c > self.random_dim:  # fixed random projections, kept (and checkpointed) as buffers
+        if d * c > self.random_above:  # fixed random projections, kept (and checkpointed) as buffers
             g = torch.Generator().manual_seed(self.seed)
             self.register_buffer("rf", torch.randn(d, self.random_dim, generator=g))
             self.register_buffer("rg", torch.randn(c, self.random_dim, generator=g))
@@ -94,9 +99,9 @@ class CDANE(CDAN):
 
     name = "cdan_e"
 
-    def __init__(self, weight: float = 1.0, hidden: int = 256, random_dim: int = 1024, schedule: bool = True,
-                 seed: int = 0) -> None:
-        super().__init__(weight, hidden, True, random_dim, schedule, seed)
+    def __init__(self, weight: float = 1.0, hidden: int = 256, random_dim: int = 1024, random_above: int = 4096,
+                 schedule: bool = True, seed: int | None = None) -> None:
+        super().__init__(weight, hidden, True, random_dim, random_above, schedule, seed)
 
 
 def _outputs(model) -> int:

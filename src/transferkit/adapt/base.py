@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, default_collate
 from transferkit.data.batches import batches
 from transferkit.errors import TransferkitError
 from transferkit.model import Output, TransferModel
-from transferkit.strategy import Batch, Compose, Phase, Strategy, check_number
+from transferkit.strategy import Batch, Compose, Strategy, check_number
 
 
 class TargetRows:
@@ -62,11 +62,14 @@ class DomainAdaptation(Strategy):
     name = "domain_adaptation"
     needs_unlabelled = True
 
-    def __init__(self, weight: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, weight: float = 1.0, seed: int | None = None) -> None:
         super().__init__()
         check_number(type(self).__name__, "weight", weight, low=0)
-        check_number(type(self).__name__, "seed", seed, integer=True)
-        self.weight, self.seed = float(weight), int(seed)  # weight: multiplier of the method's term
+        if seed is not None:
+            check_number(type(self).__name__, "seed", seed, integer=True)
+        self.weight = float(weight)  # multiplier of the method's term
+        self.seed_arg = seed  # order of the target rows (and CDAN's random maps); None: the run's train.seed
+        self.seed = 0 if seed is None else int(seed)
         self.target: TargetRows | None = None
         self.register_buffer("drawn", torch.zeros((), dtype=torch.long))  # target rows drawn so far
 
@@ -77,11 +80,14 @@ class DomainAdaptation(Strategy):
                                    "dataset ('name:domain' or a path) of the target domain.")
         self.target = TargetRows(dataset)
 
-    def phases(self, model: TransferModel, epochs: int, lr: float) -> list[Phase] | None:
-        own = [p for p in self.parameters()]
-        if not own:
-            return None
-        return [Phase("train", epochs, [{"params": list(model.parameters()), "lr": lr}, {"params": own, "lr": lr}])]
+    def own_parameter_groups(self, lr: float) -> list[dict]:
+        own = list(self.parameters())  # a discriminator, a second classifier: trained beside the model
+        return [{"params": own, "lr": lr}] if own else []
+
+    def prepare_model(self, model: TransferModel) -> TransferModel:
+        if self.seed_arg is None:  # follow the run's seed (train.seed, set just before prepare_model)
+            self.seed = torch.initial_seed() % 2**31
+        return model
 
     def prepare_data(self, model, dataset, phase):
         if phase.precomputed:
@@ -107,6 +113,9 @@ class DomainAdaptation(Strategy):
                                    "(or call use_unlabelled) before training.")
         if batch.precomputed or batch.unlabelled is not None:
             return batch
+        if isinstance(batch.targets, dict):
+            raise TransferkitError(f"Strategy '{self.name}' adapts a single-task model; a multi-task model's batches "
+                                   "(targets per task) cannot take unlabelled target rows.")
         n = len(batch.targets)
         x_t = self.target.take(self._target_indices(n))
         device = batch.targets.device
@@ -117,9 +126,12 @@ class DomainAdaptation(Strategy):
 
     @staticmethod
     def split(batch: Batch, out: Output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(src_features, tgt_features, src_logits, tgt_logits)`` of a batch from ``prepare_batch``."""
+        """``(src_features, tgt_features, src_logits, tgt_logits)`` of a batch from ``prepare_batch``, in
+        float32 (under bf16 autocast the model's outputs are bf16; the terms and discriminators are not).
+        The labelled rows count as the source side, labelled target rows (``data.shots``) included."""
         tgt = batch.unlabelled
-        return out.features[~tgt], out.features[tgt], out.logits[~tgt], out.logits[tgt]
+        f, z = out.features.float(), out.logits.float()
+        return f[~tgt], f[tgt], z[~tgt], z[tgt]
 
 
 def unlabelled_parts(strategy: Strategy) -> list[DomainAdaptation]:

@@ -10,7 +10,7 @@ from torch import nn
 from transferkit.adapt.base import DomainAdaptation
 from transferkit.adapt.functional import classifier_discrepancy
 from transferkit.errors import TransferkitError
-from transferkit.strategy import Phase, check_number
+from transferkit.strategy import check_number
 
 
 class MCD(DomainAdaptation):
@@ -24,19 +24,21 @@ class MCD(DomainAdaptation):
 
     The model's own head is the first classifier (the one evaluation uses); the second is a copy,
     initialised afresh, that this strategy keeps. Steps A and B apply the optimizer themselves; the
-    trainer applies the last step C.
+    trainer applies the last step C. Evaluation uses the first classifier only (the paper also reports
+    the second and their mean). Composed parts' terms join step A's loss.
     """
 
     name = "mcd"
     sets_gradients = True
 
-    def __init__(self, weight: float = 1.0, num_k: int = 4, seed: int = 0) -> None:
+    def __init__(self, weight: float = 1.0, num_k: int = 4, seed: int | None = None) -> None:
         super().__init__(weight, seed)
         check_number("MCD", "num_k", num_k, low=1, integer=True)
         self.num_k = num_k  # backbone updates (step C) per batch
         self.second: nn.Module | None = None
 
     def prepare_model(self, model):
+        model = super().prepare_model(model)
         if self.second is None:
             if len(model.heads) != 1:
                 raise TransferkitError("MCD trains one head against a second classifier; use a single-head model.")
@@ -46,13 +48,10 @@ class MCD(DomainAdaptation):
                     m.reset_parameters()
         return model
 
-    def phases(self, model, epochs, lr):
-        return [Phase("train", epochs, [{"params": list(model.parameters()), "lr": lr},
-                                        {"params": list(self.second.parameters()), "lr": lr}])]
-
     def _losses(self, model, batch, features):
         """Each classifier's source loss and their discrepancy on the target rows."""
         tgt, task = batch.unlabelled, model.tasks[model.default_task]
+        features = features.float()  # bf16 under autocast; the heads are float32
         l1, l2 = model.heads[model.default_task](features), self.second(features)
         source = task.loss(l1[~tgt], batch.targets[~tgt]) + task.loss(l2[~tgt], batch.targets[~tgt])
         return source, classifier_discrepancy(l1[tgt], l2[tgt])
@@ -61,9 +60,10 @@ class MCD(DomainAdaptation):
         model, batch = step.model, step.batch
         if step.update is None:
             raise TransferkitError("MCD needs the trainer's update() to take its steps A and B in turn.")
-        # A: everything on the source loss (the trainer's forward already has the features)
+        # A: everything on the source loss, with the other composed parts' terms (the trainer's forward
+        # already has the features; its graph is freed by this one backward)
         source, _ = self._losses(model, batch, step.out.features)
-        step.backward(source)
+        step.backward(source + sum(terms.values()) if terms else source)
         step.update()
         # B: the classifiers only (features detached), source loss minus the discrepancy
         with torch.no_grad():
@@ -80,4 +80,4 @@ class MCD(DomainAdaptation):
                 p.grad = None
             if k < self.num_k - 1:
                 step.update()
-        return {"task": source / 2, "mcd/discrepancy": disc_c.detach()}, source.detach()
+        return {"task": source / 2, "mcd/discrepancy": disc_c.detach()} | terms, source.detach()

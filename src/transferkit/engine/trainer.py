@@ -236,6 +236,8 @@ class Trainer:
                                    "to 'no' or 'bf16' and train.grad_accum to 1.")
         model = strategy.prepare_model(model)
         phases = strategy.phases(model, s.epochs, s.lr) or [all_parameters_phase(model, s.epochs, s.lr)]
+        own = strategy.own_parameter_groups(s.lr)  # e.g. a domain discriminator: trained in every phase
+        phases = [Phase(p.name, p.epochs, [*p.groups, *own], p.precomputed, p.extra) for p in phases] if own else phases
         self._epochs = sum(p.epochs for p in phases)  # the run's length, for Batch.progress
         state, optim_state, ckpt_root = TrainState(), None, self.run_dir / "checkpoints" if self.run_dir else None
         ever_trainable = {id(p) for ph in phases for g in ph.groups for p in g["params"]}

@@ -35,10 +35,13 @@ class TargetScores:
     """Scores to choose an epoch (``train.monitor``) without target labels, computed after every epoch:
     ``target/snd`` and ``target/entropy`` from the target predictions; with labelled source validation
     data, ``val/iwv`` and ``val/dev``, its losses weighted by the density ratio target / source of the
-    features (Sugiyama et al., 2007; You et al., 2019)."""
+    features (Sugiyama et al., 2007; You et al., 2019), estimated from the source training rows
+    (``source``) against the target rows."""
 
-    def __init__(self, target: Dataset, source_val: Dataset | None = None, batch_size: int = 256, seed: int = 0):
-        self.target, self.val = sample(target, seed=seed), (sample(source_val, seed=seed) if source_val else None)
+    def __init__(self, target: Dataset, source: Dataset, source_val: Dataset | None = None, batch_size: int = 256,
+                 seed: int = 0):
+        self.target, self.source = sample(target, seed=seed), sample(source, seed=seed)
+        self.val = sample(source_val, seed=seed) if source_val else None
         self.batch_size, self.seed = batch_size, seed
 
     def __call__(self, model: TransferModel) -> dict[str, float]:
@@ -48,7 +51,10 @@ class TargetScores:
         if self.val is not None and len(self.val) >= 10:
             vl, fv, y = predict_outputs(model, self.val, self.batch_size)
             losses = F.cross_entropy(vl, y, reduction="none").numpy()
-            w = density_ratio(fv.numpy(), ft.numpy(), fv.numpy(), seed=self.seed)
+            # the ratio's classifier learns source training rows against target rows, then weighs the
+            # validation rows it never saw (as DEV's reference code)
+            fs = predict_outputs(model, self.source, self.batch_size)[1]
+            w = density_ratio(fs.numpy(), ft.numpy(), fv.numpy(), seed=self.seed)
             scores |= {"val/iwv": iwv_risk(losses, w), "val/dev": dev_risk(losses, w)}
         return scores
 
