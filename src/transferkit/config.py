@@ -39,6 +39,8 @@ class _Strict(BaseModel):
             ann, items = typing.get_args(ann)[0], value
         if any(isinstance(v, bool) for v in items) and not _takes_bool(ann):
             raise ValueError("true/false is not allowed here (write a number or a name)")
+        if ann is bool and not isinstance(value, bool):  # pydantic would turn 0/1 or "yes" into false/true
+            raise ValueError("write true or false here")
         return value
 
 

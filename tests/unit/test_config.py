@@ -86,3 +86,12 @@ def test_override_into_a_section_left_empty_in_the_file(tmp_path):
     path.write_text("data:\ntrain:\n")
     cfg = load_config(path, ["data.dataset=mnist_usps:usps", "train.epochs=2"])
     assert cfg.data.dataset == "mnist_usps:usps" and cfg.train.epochs == 2
+
+
+def test_a_switch_takes_true_or_false_only():
+    from transferkit.config import parse_config
+
+    for value in (0, 1, "yes"):
+        with pytest.raises(TransferkitError, match="true or false"):
+            parse_config({"data": {"dataset": "x.npz"}, "train": {"restore_best": value}})
+    assert parse_config({"data": {"dataset": "x.npz"}, "model": {"source_head": True}}).model.source_head is True
