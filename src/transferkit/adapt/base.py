@@ -100,8 +100,10 @@ class DomainAdaptation(Strategy):
         out, drawn, n = [], int(self.drawn), self.target.n
         while len(out) < k:
             lap, pos = divmod(drawn, n)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + lap))
-            take = order[pos:pos + k - len(out)].tolist()
+            if getattr(self, "_lap", None) != (self.seed, lap):  # one permutation per pass, not per step
+                self._lap = (self.seed, lap)
+                self._order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + lap))
+            take = self._order[pos:pos + k - len(out)].tolist()
             out += take
             drawn += len(take)
         self.drawn.fill_(drawn)
