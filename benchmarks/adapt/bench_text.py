@@ -35,8 +35,8 @@ DOMAINS = ("books", "dvd", "electronics", "kitchen")
 DEEP = ("source_only", "coral", "dann")
 
 
-def encode(cache: Path) -> None:
-    """Each domain's MiniLM features as ``cache/<domain>.npz`` (x, y), once."""
+def encode(cache: Path, domains: tuple[str, ...] = DOMAINS, max_length: int = 256) -> None:
+    """Each domain's MiniLM features (mean pooling, ``max_length`` tokens) as ``cache/<domain>.npz`` (x, y), once."""
     from transferkit.backbones import create_backbone
     from transferkit.data import load_dataset
     from transferkit.finetune import extract_features
@@ -45,10 +45,10 @@ def encode(cache: Path) -> None:
 
     cache.mkdir(parents=True, exist_ok=True)
     backbone = None
-    for d in DOMAINS:
+    for d in domains:
         if (cache / f"{d}.npz").is_file():
             continue
-        backbone = backbone or create_backbone("hf_text", max_length=256)
+        backbone = backbone or create_backbone("hf_text", max_length=max_length)
         ds = load_dataset(f"amazon_reviews:{d}")
         t0 = time.perf_counter()
         feats = extract_features(TransferModel(backbone, create_head("linear", backbone.num_features, 2)), ds)

@@ -8,7 +8,8 @@ import sklearn.linear_model  # noqa: F401  (imported here so that no test pays f
 import torch
 
 from transferkit.errors import TransferkitError
-from transferkit.metrics.selection import choose, density_ratio, dev_risk, iwv_risk, prediction_entropy, snd
+from transferkit.metrics.selection import (choose, density_ratio, dev_risk, information_maximisation, iwv_risk,
+                                           prediction_entropy, snd)
 
 
 def _h(q):  # binary entropy in nats
@@ -78,6 +79,17 @@ def test_snd_is_within_the_stated_bound_of_the_reference_form():
 def test_entropy_by_hand():
     assert prediction_entropy([[0.5, 0.5], [1.0, 0.0]]) == pytest.approx(math.log(2) / 2)
     assert prediction_entropy(torch.tensor([[0.2, 0.8]])) == pytest.approx(_h(0.2))
+
+
+def test_information_maximisation_by_hand():
+    p = np.array([[0.9, 0.1], [0.2, 0.8]])
+    mean = np.array([0.55, 0.45])
+    expected = -(mean * np.log(mean)).sum() + np.mean([(r * np.log(r)).sum() for r in p])
+    assert information_maximisation(p) == pytest.approx(expected, abs=1e-12)
+    assert information_maximisation(np.eye(3)) == pytest.approx(math.log(3), abs=1e-12)  # confident and even
+    collapsed = np.tile([[0.98, 0.01, 0.01]], (4, 1))  # confident, one class: entropy rates it best, IM near 0
+    assert information_maximisation(collapsed) == pytest.approx(0.0, abs=1e-12)
+    assert prediction_entropy(collapsed) < prediction_entropy(np.full((4, 3), 1 / 3))
 
 
 def test_scores_refuse_logits_and_bad_shapes():

@@ -1,8 +1,8 @@
 """Scores that choose an epoch or a hyper-parameter for domain adaptation without target labels.
 
 Two estimate the target risk from labelled source validation data reweighted by the density ratio
-``w(x) = p_t(x) / p_s(x)`` (IWV, DEV; lower is better); two read only the target predictions (SND:
-higher is better; entropy: lower is better). ``choose`` picks a candidate by one of them.
+``w(x) = p_t(x) / p_s(x)`` (IWV, DEV; lower is better); three read only the target predictions (SND
+and information maximisation: higher is better; entropy: lower is better). ``choose`` picks a candidate by one of them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from transferkit.errors import TransferkitError, unknown_name
 
 RATIO_CS = tuple(10.0 ** k for k in range(-3, 4))  # inverse regularisation strengths tried for the domain classifier
-DIRECTIONS = {"iwv": "lower", "dev": "lower", "snd": "higher", "entropy": "lower"}  # which way each score is better
+DIRECTIONS = {"iwv": "lower", "dev": "lower", "snd": "higher", "entropy": "lower", "im": "higher"}  # which way each score is better
 
 
 def _vector(values, name: str) -> np.ndarray:
@@ -138,6 +138,22 @@ def prediction_entropy(probs) -> float:
     """
     p = _probabilities(probs, "prediction_entropy")
     return float(-torch.special.xlogy(p, p).sum(1).mean())
+
+
+def information_maximisation(probs) -> float:
+    """Mutual information between the target inputs and the predicted class, estimated from the target
+    predictions: ``H(mean_i p_i) - mean_i H(p_i)`` (nats); higher is better. Confident predictions
+    (low mean entropy) score high only when the classes are also used evenly, so a model that has
+    collapsed onto a few classes scores low where the entropy criterion rates it best (Gomes, Krause
+    and Perona, 2010; the IM validation score of Musgrave et al., 2022, "Benchmarking Validation
+    Methods for Unsupervised Domain Adaptation").
+
+    Shape:
+        probs: ``[N, C]`` softmax outputs.
+    """
+    p = _probabilities(probs, "information_maximisation")
+    mean = p.mean(0)
+    return float(-torch.special.xlogy(mean, mean).sum() + torch.special.xlogy(p, p).sum(1).mean())
 
 
 def snd(probs, temperature: float = 0.05, chunk: int = 1024) -> float:

@@ -13,13 +13,16 @@ from torch.utils.data import Dataset
 from transferkit.data import Subset
 from transferkit.engine.evaluate import predict_outputs
 from transferkit.metrics.domain import mmd2, proxy_a_distance
-from transferkit.metrics.selection import density_ratio, dev_risk, iwv_risk, prediction_entropy, snd
+from transferkit.metrics.selection import (density_ratio, dev_risk, information_maximisation, iwv_risk,
+                                           prediction_entropy, snd)
 from transferkit.model import TransferModel
 
 MAP_POINTS = 300  # rows of each domain in the 2-D map
 SAMPLE = 1000  # rows of each domain the scores and distances use (a fixed, seeded draw)
 SCORES = {"target/snd": "soft neighbourhood density of the target predictions (higher is better)",
           "target/entropy": "mean entropy of the target predictions (lower is better)",
+          "target/im": "information maximisation: entropy of the mean target prediction minus the mean entropy "
+                       "(higher is better)",
           "val/iwv": "importance-weighted validation loss on the source (lower is better)",
           "val/dev": "deep embedded validation loss on the source (lower is better)"}
 
@@ -33,7 +36,7 @@ def sample(dataset: Dataset, n: int = SAMPLE, seed: int = 0) -> Dataset:
 
 class TargetScores:
     """Scores to choose an epoch (``train.monitor``) without target labels, computed after every epoch:
-    ``target/snd`` and ``target/entropy`` from the target predictions; with labelled source validation
+    ``target/snd``, ``target/entropy`` and ``target/im`` from the target predictions; with labelled source validation
     data, ``val/iwv`` and ``val/dev``, its losses weighted by the density ratio target / source of the
     features (Sugiyama et al., 2007; You et al., 2019), estimated from the source training rows
     (``source``) against the target rows."""
@@ -47,7 +50,8 @@ class TargetScores:
     def __call__(self, model: TransferModel) -> dict[str, float]:
         logits, ft, _ = predict_outputs(model, self.target, self.batch_size)
         probs = torch.softmax(logits, -1)
-        scores = {"target/snd": snd(probs), "target/entropy": prediction_entropy(probs)}
+        scores = {"target/snd": snd(probs), "target/entropy": prediction_entropy(probs),
+                  "target/im": information_maximisation(probs)}
         if self.val is not None and len(self.val) >= 10:
             vl, fv, y = predict_outputs(model, self.val, self.batch_size)
             losses = F.cross_entropy(vl, y, reduction="none").numpy()
