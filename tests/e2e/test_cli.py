@@ -182,9 +182,9 @@ def test_domain_adaptation_from_the_readme_example(tmp_path):
     example = str(ROOT / "examples" / "adapt" / "mnist_to_usps.yaml")
     r = cli("train", example, "--out", tmp_path / "run", "--set", "train.epochs=1", "--set", "report.feature_map=pca")
     assert r.returncode == 0, r.stderr
-    assert "Domain distance, before -> after: MMD" in r.stdout and "chosen by target/snd" in r.stdout
+    assert "Domain distance, before -> after: MMD" in r.stdout and "chosen by target/im" in r.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["test_examples"] == 1800 and summary["selection"]["monitor"] == "target/snd"
+    assert summary["test_examples"] == 1800 and summary["selection"]["monitor"] == "target/im"
     r = cli("compare", example, "--strategies", "coral", "--shots", "0", "--seeds", "1", "--out", tmp_path / "cmp",
             "--set", "train.epochs=1")
     assert r.returncode == 0, r.stderr

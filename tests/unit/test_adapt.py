@@ -193,7 +193,7 @@ def test_a_da_run_scores_epochs_without_target_labels_and_measures_the_domain_di
     cfg["train"] |= {"monitor": "target/entropy", "epochs": 3}
     res = train(cfg, out=tmp_path / "run", progress=False)
     rows = res.history
-    assert all({"target/snd", "target/entropy", "val/iwv", "val/dev", "val/accuracy"} <= set(r) for r in rows)
+    assert all({"target/snd", "target/entropy", "target/im", "val/iwv", "val/dev", "val/accuracy"} <= set(r) for r in rows)
     best = min(rows, key=lambda r: r["target/entropy"])
     sel = res.metrics["selection"]
     assert sel["monitor"] == "target/entropy" and sel["epoch"] == best["epoch"]
