@@ -184,8 +184,9 @@ def build(c: Candidate) -> Built:
 def check_fits(c: Candidate, built: Built, data: Dataset, rows: np.ndarray, target: str) -> None:
     """Run the backbone on two target examples: a backbone that cannot encode them is refused here."""
     kind = getattr(data, "kind", "image")
-    if (built.backbone.input_kind == "text") != (kind == "text"):
-        raise TransferkitError(f"Candidate '{c.spec}' takes {built.backbone.input_kind} inputs but the target "
+    takes = built.backbone.input_kind
+    if (takes == "text") != (kind == "text") or (takes == "image" and kind == "vector"):  # an mlp flattens images
+        raise TransferkitError(f"Candidate '{c.spec}' takes {takes} inputs but the target "
                                f"'{target}' holds {kind} data; choose a candidate for {kind} data.")
     x, _ = next(iter(DataLoader(Subset(data, rows[:2]), batch_size=2)))
     try:
