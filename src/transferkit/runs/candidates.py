@@ -31,6 +31,7 @@ from transferkit.errors import TransferkitError
 
 RANDOM = "random:"
 RANDOM_SEED = 0  # the random reference's weights
+DEFAULT_VIEW = (None, 3, "none")  # (image_size, channels, preprocess): the target read as it is
 SYNTAX = ("a run directory, BACKBONE=WEIGHTS (e.g. small_cnn=w.safetensors, resnet18=imagenet), a Hugging Face "
           "folder or random:BACKBONE")
 
@@ -57,7 +58,7 @@ class Candidate:
     weights: str | None = None
     args: dict = field(default_factory=dict)
     run_dir: Path | None = None
-    view: tuple = (None, 3, "none")
+    view: tuple = DEFAULT_VIEW
     source: str | None = None
     reference: bool = False
 
@@ -76,8 +77,10 @@ class Candidate:
     def reference_of(self) -> "Candidate":
         """``random:BACKBONE`` with this candidate's architecture and view of the target."""
         folder = (self.weights or str(minilm_path())) if self.backbone == "hf_text" else None
-        return replace(self, spec=f"{RANDOM}{self.backbone}", kind="random", weights=folder, run_dir=None,
-                       source=None, reference=True)
+        read = ", ".join(f"{k}={v}" for k, v, d in zip(("image_size", "channels", "preprocess"), self.view,
+                                                        DEFAULT_VIEW) if v != d)
+        return replace(self, spec=f"{RANDOM}{self.backbone}" + (f" [{read}]" if read else ""), kind="random",
+                       weights=folder, run_dir=None, source=None, reference=True)
 
 
 def _backbone_name(name: str, spec: str) -> str:

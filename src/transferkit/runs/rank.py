@@ -212,6 +212,7 @@ def _score(job: _Job, views: dict, rows: np.ndarray, labels: np.ndarray, progres
     scores = score_all(labels=labels, features=feats, probs=probs)
     t2 = time.perf_counter()
     row = {"candidate": c.spec, "kind": "reference" if c.reference else c.kind, "backbone": c.backbone,
+           "architecture": json.dumps([c.backbone, c.args, list(c.view)], sort_keys=True, default=str),
            "features": int(feats.shape[1]), "rows": len(rows)} | {n: scores.get(n, float("nan")) for n in SCORES.names()}
     row |= {"mmd": float("nan"), "pad": float("nan"), "source": c.source or "", "note": job.source_note or ""}
     if job.source is not None:
@@ -230,7 +231,7 @@ def _missing_rows(jobs: list[_Job], rows: np.ndarray) -> int:
 def reference_warning(rows: list[dict], metric: str) -> str | None:
     """A warning when every candidate's ``metric`` is below that of the random initialisation of its own
     architecture (None when some candidate beats it, or when no reference has the score)."""
-    arch = lambda r: (r["backbone"], r["features"])  # noqa: E731
+    arch = lambda r: r.get("architecture", r["backbone"])  # noqa: E731 - the network and how it reads the data
     refs = {arch(r): r[metric] for r in rows if r["kind"] in ("reference", "random")}
     pairs = [(r[metric], refs[arch(r)]) for r in rows if r["kind"] not in ("reference", "random")
              and arch(r) in refs and not math.isnan(refs[arch(r)])]
@@ -318,7 +319,7 @@ def table_rows(res: RankResult) -> tuple[list[str], list[list[str]]]:
     names = [res.metric] + [n for n in SCORES.names() if n != res.metric and any(not math.isnan(r[n]) for r in res.rows)]
     fmt = lambda v, d=3: "" if isinstance(v, float) and math.isnan(v) else f"{v:.{d}f}"  # noqa: E731
     headers = ["#", "candidate", *names, "MMD", "proxy-A", "seconds"]
-    cells = [[r["rank"], r["candidate"] + (" (reference)" if r["kind"] in ("reference", "random") else ""),
+    cells = [[r["rank"], r["candidate"] + (" (reference)" if r["kind"] == "reference" else ""),
               *(fmt(r[n]) for n in names), fmt(r["mmd"]), fmt(r["pad"], 2), fmt(r["seconds"], 1)] for r in res.rows]
     return headers, [[str(c) for c in row] for row in cells]
 
