@@ -3,7 +3,7 @@
 f(x) = g(h(x)): a source backbone h, a head g for the target task, and a strategy for adapting them.
 """
 
-from transferkit.api import evaluate_run, load_run, predict, train
+from transferkit.api import evaluate_run, load_run, predict, rank, train
 from transferkit.backbones import create_backbone, list_backbones
 from transferkit.config import RunConfig, StrategyConfig, load_config
 from transferkit.data import load_dataset
@@ -20,7 +20,7 @@ from transferkit.multitask.weighters import create_weighter
 from transferkit.model import Output, TransferModel
 
 __version__ = "0.1.0"
-__all__ = ["compare", "StrategyConfig", "train", "load_run", "evaluate_run", "predict", "create_backbone", "list_backbones", "RunConfig",
+__all__ = ["compare", "rank", "StrategyConfig", "train", "load_run", "evaluate_run", "predict", "create_backbone", "list_backbones", "RunConfig",
            "load_config", "load_dataset", "Trainer", "TransferkitError", "Compose", "Strategy", "create_strategy",
            "Output", "TransferModel", "ContinualConfig", "create_continual_strategy", "train_stream", "run_continual",
            "run_multitask", "create_weighter"]

@@ -1,4 +1,4 @@
-"""The Python API that the CLI mirrors: ``train``, ``load_run``, ``evaluate_run``, ``predict``."""
+"""The Python API that the CLI mirrors: ``train``, ``load_run``, ``evaluate_run``, ``predict``, ``rank``."""
 
 from __future__ import annotations
 
@@ -346,3 +346,17 @@ def predict(run_dir: str | Path, inputs: str | Path) -> list[dict]:
                  "class": ";".join(name(int(c)) for c in np.flatnonzero(p))} for i, p in zip(ids, preds)]
     return [{"input": i, "prediction": int(p), "class": name(int(p)), "confidence": round(float(s.max()), 4)}
             for i, p, s in zip(ids, preds, scores)]
+
+
+def rank(data: str, candidates: str | list[str], metric: str = "logme", shots: int | None = None,
+         out: str | Path | None = None, overwrite: bool = False, **options):
+    """Rank candidate source models for the target ``data`` by transferability scores, before any
+    fine-tuning; see ``transferkit.runs.rank.rank`` for the candidates' forms and the options.
+
+    Example:
+        >>> res = rank("mnist_usps:usps", ["runs/mnist-source", "small_cnn=w.safetensors"], shots=20, out="runs/rank")
+        >>> [(r["candidate"], r["logme"]) for r in res.rows]
+    """
+    from transferkit.runs.rank import rank as rank_candidates
+
+    return rank_candidates(data, candidates, metric=metric, shots=shots, out=out, overwrite=overwrite, **options)

@@ -1,4 +1,4 @@
-"""``transferkit`` command line: train, eval, predict, list, demo. Mirrors ``transferkit.api``."""
+"""``transferkit`` command line: train, eval, predict, list, demo, rank ... Mirrors ``transferkit.api``."""
 
 from __future__ import annotations
 
@@ -290,6 +290,38 @@ def adapt_(
         console.print(table)
     if out is not None:
         console.print(f"Results written to {out / 'results.json'}")
+
+
+@app.command("rank")
+def rank_(
+    data: Annotated[str, typer.Option(help="Target data: name:domain (e.g. mnist_usps:usps), an .npz, a folder.")],
+    candidates: Annotated[str, typer.Option(
+        help="Comma-separated: run directories, BACKBONE=WEIGHTS (small_cnn=w.safetensors, resnet18=imagenet), "
+             "Hugging Face folders, random:BACKBONE.")],
+    metric: Annotated[str, typer.Option(help="The score that orders the table (every applicable one is computed).")] =
+        "logme",
+    shots: Annotated[Optional[int], typer.Option(help="Score on K labelled target examples per class (seeded).")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for rank.csv, rank.html and inputs.json.")] = Path("runs/rank"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder of named datasets (default $TRANSFERKIT_DATA).")] =
+        None,
+    seed: Annotated[int, typer.Option(help="Seed of the --shots draw.")] = 0,
+) -> None:
+    """Rank candidate source models for a target by transferability scores (LogME, LEEP ...), before fine-tuning."""
+    from transferkit.api import rank as api_rank
+    from transferkit.runs.rank import table_rows
+
+    if shots is not None and shots < 1:
+        raise TransferkitError(f"--shots takes a whole number >= 1 (labelled examples per class); got {shots}.")
+    res = api_rank(data, candidates, metric=metric, shots=shots, out=out, overwrite=overwrite, data_dir=data_dir,
+                   seed=seed)
+    headers, cells = table_rows(res)
+    for table in fitted_tables(f"rank: {data} (by {metric}, higher is better)", headers, cells, keep=2,
+                               width=console.width):
+        console.print(table)
+    if res.warning:
+        console.print(f"[yellow]Warning:[/] {res.warning}", highlight=False)
+    console.print(f"Ranking written to {out} (rank.csv, report: {out / 'rank.html'})")
 
 
 def main() -> None:

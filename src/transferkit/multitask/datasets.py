@@ -72,7 +72,7 @@ def content_digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _data_files(spec: str, data_root) -> list[Path]:
+def data_files(spec: str, data_root) -> list[Path]:
     """The files a dataset spec is read from: a path itself, or a registered dataset's file under the
     data directory (the package's embedded folder for embedded ones)."""
     name = spec.partition(":")[0]
@@ -105,7 +105,7 @@ def _cache_file(cfg, spec: str, rows: np.ndarray) -> Path:
     time), so another data directory, or a file changed in place, never reads stale features."""
     root = Path(cfg.cache_dir or os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit") / "features"
     key = json.dumps(["v2", spec, cfg.encoder, cfg.encoder_args, hashlib.sha1(rows.tobytes()).hexdigest(),
-                      content_digest(_data_files(spec, cfg.data_dir)), content_digest(_encoder_files(cfg))],
+                      content_digest(data_files(spec, cfg.data_dir)), content_digest(_encoder_files(cfg))],
                      sort_keys=True)
     return root / f"{spec.replace(':', '-').replace(os.sep, '_')}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
