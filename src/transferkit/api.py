@@ -170,9 +170,14 @@ def _with_guard(summary: dict, correct: np.ndarray | None) -> dict:
 
 def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
           resume: bool = False, progress: bool | None = None, callbacks: list[Callable[[dict], None]] = (),
-          overrides: list[str] | None = None) -> RunResult:
+          overrides: list[str] | None = None, guard: bool = False) -> RunResult:
     """Train one run from a config; write config.yaml, metrics.jsonl, checkpoints/, model.safetensors,
     summary.json and report.html into ``out``.
+
+    ``guard=True`` (the CLI's ``--guard``) also trains the from-scratch baseline (and the source-only one
+    when it applies) on the same split and seed into ``out/guard/``, compares them with the run on the
+    target's validation rows (never the test set; ``runs.guard``) and records the verdict as
+    ``summary["guard"]``, with a one-sentence ``warning`` when the transfer is not better beyond noise.
 
     Example:
         >>> res = train({"data": {"dataset": "mnist_usps:usps", "shots": 10}, "strategy": {"name": "full"}},
@@ -186,6 +191,12 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
         cfg = parse_config(config, overrides=overrides)
     else:
         cfg = parse_config(config.model_dump(mode="json"), overrides=overrides) if overrides else config
+    note = None
+    if guard:
+        from transferkit.runs.guard import check_guard, guard_rows
+
+        check_guard(cfg)
+        cfg, note = guard_rows(cfg)
     p = prepare(cfg)
     out = Path(out or Path("runs") / (cfg.name or time.strftime("run-%Y%m%d-%H%M%S")))
     if resume:
@@ -223,6 +234,10 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
         summary["selection"] = selection_summary(history, cfg.train)
         summary["domain_distance"] = distance_report(before, tuple(features(model, ds) for ds in probes), out,
                                                      feature_map=cfg.report.feature_map)
+    if guard:
+        from transferkit.runs.guard import baselines, verdict
+
+        summary["guard"] = verdict(cfg.strategy.name, correct, baselines(p.cfg, out / "guard"), note)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     run_report(out, summary)
     return RunResult(out, summary, history, model, correct)

@@ -17,6 +17,7 @@ from transferkit.finetune import STRATEGIES
 from transferkit.metrics import mean_std
 from transferkit.report import plot_bars, plot_curves, plot_learning_curves, read_metrics, write_html
 from transferkit.report.transfer import plot_what_transferred, what_transferred
+from transferkit.runs.guard import guard_rows
 from transferkit.select.guard import guard_warning, paired_guard
 from transferkit.tables import WIDTH, fitted_tables
 
@@ -27,9 +28,6 @@ FULL = "full"  # the reference for parameter-efficient strategies
 LABELS = {"scratch": "from scratch", "feature_extraction": "feature extraction (cached)", "full": "full fine-tuning",
           "two_stage": "two-stage fine-tuning", "source_only": "source only",
           "full_adapted": "fine-tuning of the adapted model"}  # the demo's variant: full, from a DA run's weights
-
-
-GUARD_FRACTION = 0.1  # target rows held out for the guard when the config has no target validation split
 
 
 def label(name: str) -> str:
@@ -58,21 +56,6 @@ def negative_transfer(transfer: list[float], scratch: list[float]) -> bool:
     mt, st = mean_std(transfer)
     ms, ss = mean_std(scratch)
     return mt - ms <= math.sqrt(st**2 / len(transfer) + ss**2 / len(scratch))
-
-
-def guard_rows(cfg: RunConfig) -> tuple[RunConfig, str | None]:
-    """``cfg`` with target validation rows for the negative-transfer guard, and a note when they had to be
-    drawn: without a target validation split (``data.val_fraction`` 0, or ``data.source``, whose validation
-    rows are the source's) ``data.guard_fraction`` holds out ``GUARD_FRACTION`` of the target's labelled rows
-    (never the test rows; no run trains or selects on them)."""
-    d = cfg.data
-    if d.guard_fraction > 0 or (d.val_fraction > 0 and d.source is None):
-        return cfg, None
-    why = "validation comes from data.source" if d.source else "data.val_fraction is 0"
-    note = (f"Negative-transfer guard: {why}, so {100 * GUARD_FRACTION:.0f} % of the target's labelled rows (never the "
-            "test rows, never trained on) are held out to compare each strategy with its baselines.")
-    data = d.model_copy(update={"guard_fraction": GUARD_FRACTION})
-    return cfg.model_copy(update={"data": data}), note
 
 
 def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
