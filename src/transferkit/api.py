@@ -41,26 +41,35 @@ class Prepared:
     model: TransferModel
     strategy: Strategy
     unlabelled: Dataset | None = None  # unlabelled target data (domain adaptation)
+    guard: Dataset | None = None  # labelled target rows the negative-transfer guard validates on (split_data)
 
 
 def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]:
     """Train / validation / test data with the targets of ``model.task``, each file checked against
     the task before it is split."""
+    return split_data(cfg)[:3]
+
+
+def split_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None, Dataset | None]:
+    """``build_data``'s train / validation / test data and the target's guard validation rows: the rows
+    of ``data.guard_fraction`` when it is set, else the validation split when it is target data (not with
+    ``data.source``, whose validation rows come from the source), else None."""
     d, task = cfg.data, task_type(cfg)
     full = _load_checked(d.dataset, cfg, task)
     test_frac = 0.0 if d.test else d.test_fraction
     # with source data the validation rows come from the source: target labels are never used to choose
     sp = make_splits(full.targets, seed=d.seed, val_fraction=0.0 if d.source else d.val_fraction,
-                     test_fraction=test_frac, shots=d.shots, fraction=d.label_fraction)
+                     test_fraction=test_frac, shots=d.shots, fraction=d.label_fraction, guard_fraction=d.guard_fraction)
     test = _load_checked(d.test, cfg, task) if d.test else (Subset(full, sp.test) if len(sp.test) else None)
     train, val = Subset(full, sp.train), (Subset(full, sp.val) if len(sp.val) else None)
+    guard = Subset(full, sp.guard) if len(sp.guard) else (None if d.source else val)
     if d.source:  # domain adaptation: the labelled source data, then the target's labelled rows
         source = _load_checked(d.source, cfg, task)
         ssp = make_splits(source.targets, seed=d.seed, val_fraction=d.val_fraction, test_fraction=0.0)
         train = concat_datasets([Subset(source, ssp.train), train], name=f"{d.source} + {d.dataset}")
         train.source_rows = len(ssp.train)  # the first rows are the source's, then the target's labelled ones
         val = Subset(source, ssp.val) if len(ssp.val) else None
-    return train, val, test
+    return train, val, test, guard
 
 
 def _load_checked(spec: str, cfg: RunConfig, task: TaskType, labels: bool = True) -> Dataset:
@@ -83,7 +92,7 @@ def _check_input_kind(backbone_kind: str, data_kind: str, cfg: RunConfig) -> Non
 
 def prepare(cfg: RunConfig) -> Prepared:
     """Load and split the data, build model and strategy, check labels: fail here, not mid-training."""
-    train, val, test = build_data(cfg)
+    train, val, test, guard = split_data(cfg)
     task, d = task_type(cfg), cfg.data
     seen = [ds.targets for ds in (train, val, test) if ds is not None and len(ds)]
     num_classes = cfg.model.num_classes or max(task.outputs(t) for t in seen)
@@ -94,7 +103,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     _check_input_kind(model.backbone.input_kind, train.kind, cfg)
     unlabelled = _unlabelled(cfg, strategy, task)
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": num_classes})})
-    return Prepared(cfg, train, val, test, num_classes, model, strategy, unlabelled)
+    return Prepared(cfg, train, val, test, num_classes, model, strategy, unlabelled, guard)
 
 
 def _unlabelled(cfg: RunConfig, strategy: Strategy, task: TaskType) -> Dataset | None:
@@ -136,13 +145,39 @@ class RunResult:
     metrics: dict
     history: list[dict]
     model: TransferModel
+    guard_correct: np.ndarray | None = None  # per guard validation row (split_data): 1 where the prediction is right
+
+
+def guard_correct(model: TransferModel, rows: Dataset | None, batch_size: int = 256) -> np.ndarray | None:
+    """1 where the model's class prediction of a guard validation row is right, else 0 (None without rows or
+    for a task type other than classification, which the guard does not compare).
+
+    Shape:
+        returns ``[N]`` for the ``N`` rows.
+    """
+    if rows is None or model.task_type.name != "classification":
+        return None
+    logits, targets = predict_logits(model, rows, batch_size)
+    return (model.task_type.predict(logits) == targets).numpy().astype(np.int8)
+
+
+def _with_guard(summary: dict, correct: np.ndarray | None) -> dict:
+    """``summary`` with the accuracy on the guard validation rows and their number, when there are some."""
+    if correct is None:
+        return summary
+    return summary | {"guard/accuracy": float(correct.mean()), "guard_examples": len(correct)}
 
 
 def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
           resume: bool = False, progress: bool | None = None, callbacks: list[Callable[[dict], None]] = (),
-          overrides: list[str] | None = None) -> RunResult:
+          overrides: list[str] | None = None, guard: bool = False) -> RunResult:
     """Train one run from a config; write config.yaml, metrics.jsonl, checkpoints/, model.safetensors,
     summary.json and report.html into ``out``.
+
+    ``guard=True`` (the CLI's ``--guard``) also trains the from-scratch baseline (and the source-only one
+    when it applies) on the same split and seed into ``out/guard/``, compares them with the run on the
+    target's validation rows (never the test set; ``runs.guard``) and records the verdict as
+    ``summary["guard"]``, with a one-sentence ``warning`` when the transfer is not better beyond noise.
 
     Example:
         >>> res = train({"data": {"dataset": "mnist_usps:usps", "shots": 10}, "strategy": {"name": "full"}},
@@ -156,6 +191,12 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
         cfg = parse_config(config, overrides=overrides)
     else:
         cfg = parse_config(config.model_dump(mode="json"), overrides=overrides) if overrides else config
+    note = None
+    if guard:
+        from transferkit.runs.guard import check_guard, guard_rows
+
+        check_guard(cfg)
+        cfg, note = guard_rows(cfg)
     p = prepare(cfg)
     out = Path(out or Path("runs") / (cfg.name or time.strftime("run-%Y%m%d-%H%M%S")))
     if resume:
@@ -187,13 +228,19 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     if p.test is not None:
         summary |= evaluate(model, p.test, cfg.train.eval_batch_size, prefix="test/")
         summary["test_examples"] = len(p.test)
+    correct = guard_correct(model, p.guard, cfg.train.eval_batch_size)
+    summary = _with_guard(summary, correct)
     if before is not None:
         summary["selection"] = selection_summary(history, cfg.train)
         summary["domain_distance"] = distance_report(before, tuple(features(model, ds) for ds in probes), out,
                                                      feature_map=cfg.report.feature_map)
+    if guard:
+        from transferkit.runs.guard import baselines, verdict
+
+        summary["guard"] = verdict(cfg.strategy.name, correct, baselines(p.cfg, out / "guard"), note)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     run_report(out, summary)
-    return RunResult(out, summary, history, model)
+    return RunResult(out, summary, history, model, correct)
 
 
 def selection_summary(history: list[dict], settings) -> dict:
@@ -226,9 +273,11 @@ def source_only(config: RunConfig | dict, out: str | Path, overwrite: bool = Fal
                "epochs_run": 0, "train_seconds": 0.0, "trainable_parameters": 0,
                "total_parameters": p.model.num_parameters(), "test_examples": len(p.test)}
     summary |= evaluate(p.model, p.test, cfg.train.eval_batch_size, prefix="test/")
+    correct = guard_correct(p.model, p.guard, cfg.train.eval_batch_size)
+    summary = _with_guard(summary, correct)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     run_report(out, summary)
-    return RunResult(out, summary, [], p.model)
+    return RunResult(out, summary, [], p.model, correct)
 
 
 def trainable_parameters(model: TransferModel, strategy: Strategy, cfg: RunConfig) -> int:

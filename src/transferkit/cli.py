@@ -45,14 +45,27 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<name>).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    guard: Annotated[bool, typer.Option(
+        help="Also train the from-scratch (and source-only) baselines; warn if the transfer is not better on validation.")
+    ] = False,
 ) -> None:
     """Train one run from a config and write its run directory."""
     from transferkit.api import train as api_train
 
-    res = api_train(config, out=out, overwrite=overwrite, resume=resume, overrides=set_ or [])
+    res = api_train(config, out=out, overwrite=overwrite, resume=resume, overrides=set_ or [], guard=guard)
     shown = {k: v for k, v in res.metrics.items() if k.startswith("test/") or k in ("train_seconds", "epochs_run")}
     console.print(f"Run written to {res.run_dir}")
     console.print(json.dumps(shown, indent=1))
+    if "guard" in res.metrics:
+        g = res.metrics["guard"]
+        if g.get("note"):
+            console.print(g["note"], highlight=False)
+        if g["warning"]:
+            console.print(f"[yellow]Warning:[/] {g['warning']}", highlight=False)
+        elif "baseline" in g:
+            console.print(f"Negative-transfer guard: better than {g['baseline'].replace('_', ' ')} beyond noise on "
+                          f"{g['rows']} validation rows ({100 * g['difference']:+.1f} ± {100 * g['se']:.1f} points).",
+                          highlight=False)
     if "domain_distance" in res.metrics:
         d, sel = res.metrics["domain_distance"], res.metrics["selection"]
         console.print(f"Domain distance, before -> after: MMD {d['mmd_before']:.3f} -> {d['mmd_after']:.3f}, "

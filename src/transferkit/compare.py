@@ -10,13 +10,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from transferkit.api import prepare_run_dir, train
+from transferkit.api import guard_correct, prepare_run_dir, split_data, train
 from transferkit.config import RunConfig, parse_config
 from transferkit.errors import TransferkitError
 from transferkit.finetune import STRATEGIES
 from transferkit.metrics import mean_std
 from transferkit.report import plot_bars, plot_curves, plot_learning_curves, read_metrics, write_html
 from transferkit.report.transfer import plot_what_transferred, what_transferred
+from transferkit.runs.guard import guard_rows
+from transferkit.select.guard import guard_warning, paired_guard
 from transferkit.tables import WIDTH, fitted_tables
 
 BASELINE = "scratch"
@@ -104,6 +106,9 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
     out = Path(out)
     if new_dir:
         prepare_run_dir(out, overwrite, resume=False)
+    cfg, note = guard_rows(cfg)
+    if note and any(k != 0 for k in shots):
+        console.print(note)
     runs: dict[tuple[str, int | None], list[dict]] = {}
     for k in shots:
         for name, entry in entries.items():
@@ -113,7 +118,8 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
                 tag = f"{name}/k{'all' if k is None else k}/seed{seed}"
                 console.print(f"[bold]{tag}[/]: {label(name)}, {'all' if k is None else k} labels per class, seed {seed}")
                 res = train(run_config(cfg, entry, tag, k, seed), out=out / tag)
-                runs.setdefault((name, k), []).append(res.metrics | {"run": str(res.run_dir)})
+                runs.setdefault((name, k), []).append(res.metrics | {"run": str(res.run_dir),
+                                                                     "guard_correct": res.guard_correct})
         add_source_only(cfg, k, seeds, out, runs, console)
     rows = summarise(runs)
     (out / "results.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "rows": rows}, indent=2))
@@ -121,10 +127,11 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    write_report(out, rows, runs, title, intro, extra_curves or {})
+    write_report(out, rows, runs, title, intro, extra_curves or {}, note)
     if show_table:  # the demo prints one table of several comparisons instead
         print_table(rows, console, title)
         console.print(f"Report: {out / 'report.html'}")
+    print_warnings(rows, console)
     return rows
 
 
@@ -134,6 +141,8 @@ def run_config(cfg: RunConfig, entry: dict, tag: str, k: int | None, seed: int) 
     run_cfg = cfg.model_dump(mode="json", exclude={"compare"})
     run_cfg["name"] = tag.replace("/", "-")
     run_cfg["data"] |= {"shots": k, "seed": seed}
+    if k == 0:  # no target label at all: nothing to hold out for the guard
+        run_cfg["data"]["guard_fraction"] = 0.0
     run_cfg["model"] |= entry["model"]
     run_cfg["train"] |= entry["train"] | {"seed": seed}
     run_cfg["strategy"] = {"name": entry["strategy"], "args": entry["args"]}
@@ -152,10 +161,12 @@ def add_source_only(cfg: RunConfig, k: int | None, seeds: int, out: Path, runs: 
     entry = {"strategy": FULL, "args": {}, "model": {}, "train": {}}
     for seed in range(seeds):
         tag = f"{SOURCE_ONLY}/k{'all' if k is None else k}/seed{seed}"
-        res = source_only(run_config(cfg, entry, tag, k, seed), out / tag)
+        run_cfg = run_config(cfg, entry, tag, k, seed)
+        res = source_only(run_cfg, out / tag)
         if res is not None:
             console.print(f"[bold]{tag}[/]: the source model as it is, on seed {seed}'s test set")
-            runs.setdefault((SOURCE_ONLY, k), []).append(res.metrics | {"run": str(res.run_dir)})
+            runs.setdefault((SOURCE_ONLY, k), []).append(res.metrics | {"run": str(res.run_dir),
+                                                                        "guard_correct": res.guard_correct})
             continue
         if cfg.data.source is None:
             return  # no source head for these labels and no source data
@@ -164,14 +175,48 @@ def add_source_only(cfg: RunConfig, k: int | None, seeds: int, out: Path, runs: 
             tag = f"{SOURCE_ONLY}/trained/seed{seed}"
             console.print(f"[bold]{tag}[/]: trained on the source data alone, seed {seed}")
             res = train(run_config(cfg, entry, tag, 0, seed), out=out / tag)
-            trained.append(res.metrics | {"run": str(res.run_dir)})
-        runs.setdefault((SOURCE_ONLY, k), []).append(trained[seed])
+            trained.append(res.metrics | {"run": str(res.run_dir), "model": res.model})
+        # scored on the guard rows of this budget's runs (the same for every budget of a seed)
+        rows = None if k == 0 else split_data(parse_config(run_cfg))[3]
+        correct = guard_correct(trained[seed]["model"], rows, cfg.train.eval_batch_size)
+        runs.setdefault((SOURCE_ONLY, k), []).append(trained[seed] | {"guard_correct": correct})
+
+
+def _correct(results: list[dict]) -> list | None:
+    """The runs' per-row guard correctness, one array per seed, or None when any run has none."""
+    out = [r.get("guard_correct") for r in results]
+    return None if not out or any(c is None or len(c) < 2 for c in out) else out
 
 
 def best_baseline(runs: dict, k) -> tuple[str | None, list[float]]:
-    """The baseline (from scratch or source-only) with the higher mean accuracy at ``k``, and its accuracies."""
-    options = [(n, [100 * r["test/accuracy"] for r in runs[(n, k)]]) for n in BASELINES if runs.get((n, k))]
-    return max(options, key=lambda o: mean_std(o[1])[0]) if options else (None, [])
+    """The baseline (from scratch or source-only) with the higher mean accuracy on the guard validation rows
+    at ``k`` (never the test set; the only baseline when they have no such rows), and its test accuracies."""
+    options = [n for n in BASELINES if runs.get((n, k))]
+    scored = [n for n in options if _correct(runs[(n, k)])]
+    if scored:
+        options = [max(scored, key=lambda n: sum(c.mean() for c in _correct(runs[(n, k)])))]
+    if len(options) != 1:
+        return None, []
+    return options[0], [100 * r["test/accuracy"] for r in runs[(options[0], k)]]
+
+
+def guard(runs: dict, name: str, k, baseline: str | None) -> dict:
+    """The guard's verdict on ``name`` at ``k`` against ``baseline``, on the validation rows of each seed:
+    ``guard_accuracy`` (%), ``guard_difference`` / ``guard_se`` (points), ``negative_transfer``, ``warning``."""
+    none = {"guard_accuracy": float("nan"), "guard_difference": float("nan"), "guard_se": float("nan"),
+            "negative_transfer": False, "warning": ""}
+    mine = _correct(runs[(name, k)])
+    if mine is None:
+        return none
+    none["guard_accuracy"] = 100 * sum(c.mean() for c in mine) / len(mine)
+    theirs = _correct(runs.get((baseline, k), []))
+    if name in BASELINES or theirs is None or len(theirs) != len(mine):
+        return none
+    res = paired_guard(mine, theirs)
+    budget = "every label" if k is None else f"{k} label{'s' if k != 1 else ''} per class"
+    warning = guard_warning(res, f"{label(name)} at {budget}", label(baseline))
+    return {"guard_accuracy": 100 * res.transfer, "guard_difference": 100 * res.difference, "guard_se": 100 * res.se,
+            "negative_transfer": warning is not None, "warning": warning or ""}
 
 
 def summarise(runs: dict[tuple[str, int | None], list[dict]]) -> list[dict]:
@@ -191,7 +236,7 @@ def summarise(runs: dict[tuple[str, int | None], list[dict]]) -> list[dict]:
                      "vs_full": m - mean_std(full)[0] if full else float("nan"),
                      "baseline": best,
                      "vs_baseline": m - mean_std(best_accs)[0] if best_accs else float("nan"),
-                     "negative_transfer": bool(best_accs) and name not in BASELINES and negative_transfer(accs, best_accs),
+                     **guard(runs, name, k, best),
                      "trainable_parameters": results[0]["trainable_parameters"],
                      "trainable_vs_full": (results[0]["trainable_parameters"] / runs[(FULL, k)][0]["trainable_parameters"]
                                            if (FULL, k) in runs else float("nan")),
@@ -219,8 +264,8 @@ def results_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Tab
                       _versus(r) + flag,
                       _count(r["trainable_parameters"]), "" if math.isnan(frac) else f"{100 * frac:.1f}",
                       f"{r['train_seconds']:.1f}"])
-    caption = (f"{NEGATIVE} negative transfer: not above the better baseline (from scratch or source only) by more "
-               "than one standard error" if any(r["negative_transfer"] for r in rows) else None)
+    caption = (f"{NEGATIVE} possible negative transfer: on validation rows, not above the better baseline (from scratch "
+               "or source only) beyond noise" if any(r["negative_transfer"] for r in rows) else None)
     return fitted_tables(title, ["strategy", "shots", "test acc. %", "vs best baseline", "trained params", "% of full",
                                  "train s"], cells, width=width, caption=caption)
 
@@ -235,6 +280,13 @@ def _versus(row: dict) -> str:
 def print_table(rows: list[dict], console: Console, title: str) -> None:
     for table in results_tables(rows, title, console.width):
         console.print(table)
+
+
+def print_warnings(rows: list[dict], console: Console) -> None:
+    """The guard's warnings, one sentence each (the rows flagged as possible negative transfer)."""
+    for r in rows:
+        if r.get("warning"):
+            console.print(f"[yellow]Warning:[/] {r['warning']}", highlight=False)
 
 
 def transfer_analysis(runs: dict, k: int | None, probe_size: int = 256) -> dict[str, list[dict]]:
@@ -270,7 +322,7 @@ def _params(row: dict) -> str:
 
 
 def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str,
-                 extra_curves: dict[str, list[dict]]) -> Path:
+                 extra_curves: dict[str, list[dict]], guard_note: str | None = None) -> Path:
     shots = list(dict.fromkeys(r["shots"] for r in rows))
     last = [r for r in rows if r["shots"] == shots[-1]]
     images = [("Accuracy by strategy", plot_bars(
@@ -295,11 +347,18 @@ def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str
               "" if r["strategy"] == BASELINE or math.isnan(r["vs_scratch"]) else f"{r['vs_scratch']:+.1f}",
               "" if r["strategy"] == SOURCE_ONLY or math.isnan(r["vs_source_only"]) else f"{r['vs_source_only']:+.1f}",
               "" if r["strategy"] == FULL or math.isnan(r["vs_full"]) else f"{r['vs_full']:+.1f}",
+              "" if math.isnan(r["guard_accuracy"]) else f"{r['guard_accuracy']:.1f}",
               "yes" if r["negative_transfer"] else "", _params(r), f"{r['train_seconds']:.1f}"]
              for r in rows]
-    note = ("Negative transfer: the strategy's mean is not above the better of the baselines (from scratch; source "
-            "only: the source model as it is, or trained on the source data alone) by more than one standard error "
-            "of the difference. The same numbers are in results.csv and results.json.")
-    return write_html(out / "report.html", title, f"{intro} {note}".strip(),
-                      [("Results", ["strategy", "labels/class", "test accuracy (%)", "vs scratch (points)",
-                                    "vs source only (points)", "vs full fine-tuning (points)", "negative transfer", "trainable parameters", "train seconds"], table)], images)
+    note = ("Negative transfer (the guard): on labelled validation rows of the target, never the test set, the "
+            "strategy is not better than the better of the baselines (from scratch; source only: the source model as "
+            "it is, or trained on the source data alone) by more than 1.645 standard errors of the paired difference "
+            "(the larger of the row and the seed error; transferkit.select.guard). No guard at 0 labels: there is no "
+            "target label to validate on. The same numbers are in results.csv and results.json.")
+    tables = [("Results", ["strategy", "labels/class", "test accuracy (%)", "vs scratch (points)",
+                           "vs source only (points)", "vs full fine-tuning (points)", "validation accuracy (%)",
+                           "negative transfer", "trainable parameters", "train seconds"], table)]
+    warnings = [[r["warning"]] for r in rows if r["warning"]]
+    if warnings:
+        tables.append(("Warnings", ["negative-transfer guard"], warnings))
+    return write_html(out / "report.html", title, " ".join(t for t in (intro, guard_note, note) if t), tables, images)

@@ -69,6 +69,7 @@ class DataConfig(_Strict):
     label_fraction: float | None = Field(None, gt=0, le=1)  # or a stratified fraction of the labels
     val_fraction: float = Field(0.1, ge=0, lt=1)  # held out for validation / early stopping
     test_fraction: float | Literal["rest"] = 0.2  # "rest": every example not used for training or validation
+    guard_fraction: float = Field(0.0, ge=0, lt=1)  # target rows held out for the negative-transfer guard only (never trained or selected on); set by the guard when there is no target validation split
     seed: int = 0  # seed of the split and the k-shot draw
     image_size: int | None = Field(None, ge=1)  # resize images (folders and arrays) to this square size
     channels: Literal[1, 3] = 3  # image folders: 1 = greyscale, 3 = RGB

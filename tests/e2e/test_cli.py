@@ -193,3 +193,21 @@ def test_domain_adaptation_from_the_readme_example(tmp_path):
     r = cli("train", example, "--out", tmp_path / "bad", "--set", "data.unlabelled=mnist_usps:uspss")
     _expect_error(r, "no domain 'uspss'")
     assert not (tmp_path / "bad").exists()
+
+
+def test_train_guard_trains_the_baselines_and_reports_the_verdict(config_file, tmp_path):
+    source = tmp_path / "src"
+    assert cli("train", config_file, "--out", source, "--set", "train.epochs=2").returncode == 0
+    out = tmp_path / "guarded"
+    r = cli("train", config_file, "--out", out, "--guard", "--set", "train.epochs=1", "--set", "data.val_fraction=0",
+            "--set", f"model.weights={source / 'model.safetensors'}", "--set", "model.source_head=true",
+            "--set", "train.lr=1e-9")  # barely trained: as good as the source model, so not better than it
+    assert r.returncode == 0, r.stderr
+    guard = json.loads((out / "summary.json").read_text())["guard"]
+    assert set(guard["baselines"]) == {"scratch", "source_only"} and guard["rows"] == 9  # 10 % of the 32 non-test rows per class
+    assert "data.val_fraction is 0" in r.stdout and guard["warning"] and "Warning:" in r.stdout
+    assert "not better than" in " ".join(r.stdout.split())
+    assert "Negative-transfer guard" in (out / "report.html").read_text()
+    assert (out / "guard" / "scratch" / "model.safetensors").is_file()
+    _expect_error(cli("train", config_file, "--out", tmp_path / "s", "--guard", "--set", "strategy.name=scratch"),
+                  "the guard's own baseline")

@@ -51,3 +51,16 @@ def test_compare_reads_its_plan_from_the_config(tiny_npz, tmp_path):
     wide = next(r for r in rows if r["strategy"] == "wide")
     scratch = next(r for r in rows if r["strategy"] == "scratch")
     assert wide["trainable_parameters"] > scratch["trainable_parameters"]  # the variant's wider model was used
+
+
+def test_compare_judges_negative_transfer_on_guard_rows_not_the_test_set(tiny_npz, tmp_path):
+    cfg = _cfg(tiny_npz, strategies=["full"], shots=[5], seeds=1)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"val_fraction": 0.0})})
+    log = io.StringIO()
+    rows = compare(cfg, out=tmp_path / "c", console=Console(file=log, width=200))
+    assert "data.val_fraction is 0, so 10 %" in log.getvalue()
+    full = next(r for r in rows if r["strategy"] == "full")
+    scratch = next(r for r in rows if r["strategy"] == "scratch")
+    assert full["baseline"] == "scratch" and 0 <= full["guard_accuracy"] <= 100 and scratch["warning"] == ""
+    assert full["negative_transfer"] == bool(full["warning"])
+    assert ("Warning:" in log.getvalue()) == full["negative_transfer"]

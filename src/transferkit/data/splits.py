@@ -6,7 +6,7 @@ Splits are stratified by class for class indices (``int [N]``); multi-hot and re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -82,6 +82,7 @@ class Splits:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    guard: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))  # rows the negative-transfer guard validates on
 
 
 def make_splits(
@@ -92,12 +93,15 @@ def make_splits(
     test_fraction: float | str = 0.2,
     shots: int | None = None,
     fraction: float | None = None,
+    guard_fraction: float = 0.0,
 ) -> Splits:
     """Test, validation and training indices, deterministic in ``seed``.
 
     With ``test_fraction="rest"`` the test set is every example not used for training or
     validation (the usual few-shot protocol); otherwise a stratified test set is held out first.
     The training set is then sub-sampled to ``shots`` per class or a label ``fraction``.
+    ``guard_fraction`` holds out a stratified fraction of the labelled pool (after validation, before the
+    k-shot draw, never the test rows) for the negative-transfer guard alone: no run trains or selects on it.
     """
     y = np.asarray(y)
     pool = np.arange(len(y))
@@ -105,6 +109,7 @@ def make_splits(
     if test_fraction != "rest":
         pool, test = stratified_split(y, float(test_fraction), seed, pool)
     pool, val = stratified_split(y, val_fraction, seed + 1, pool)
+    pool, guard = stratified_split(y, guard_fraction, seed + 3, pool)
     if shots == 0:  # domain adaptation without target labels: the source data are the training set
         train = np.array([], dtype=np.int64)
     elif shots is not None:
@@ -115,4 +120,4 @@ def make_splits(
         train = pool
     if test_fraction == "rest":
         test = np.setdiff1d(pool, train)
-    return Splits(train=np.sort(train), val=np.sort(val), test=np.sort(test))
+    return Splits(train=np.sort(train), val=np.sort(val), test=np.sort(test), guard=np.sort(guard))

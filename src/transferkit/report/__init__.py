@@ -109,6 +109,19 @@ def write_html(path: Path, title: str, intro: str, tables: list[tuple[str, list[
     return path
 
 
+def guard_table(g: dict) -> tuple[str, list[str], list[list]]:
+    """The report's table of ``train --guard``'s verdict (``runs.guard.verdict``)."""
+    rows = [["verdict", g["warning"] or "the transfer is better than its baselines beyond noise"]]
+    if "baseline" in g:
+        rows += [["validation accuracy (%)", f"{100 * g['accuracy']:.1f}"]]
+        rows += [[f"{n.replace('_', ' ')} (%)", f"{100 * v:.1f}"] for n, v in g["baselines"].items()]
+        rows += [["difference vs the better baseline (points)", f"{100 * g['difference']:+.1f} ± {100 * g['se']:.1f}"],
+                 ["validation rows", g["rows"]]]
+    if g.get("note"):
+        rows.append(["validation rows drawn", g["note"]])
+    return ("Negative-transfer guard (validation rows of the target, never the test set)", ["", ""], rows)
+
+
 def run_report(run_dir: Path, summary: dict) -> Path:
     """The report of a single run: test metrics, the learning curves, the resolved config."""
     run_dir = Path(run_dir)
@@ -119,6 +132,8 @@ def run_report(run_dir: Path, summary: dict) -> Path:
                                                                run_dir / "learning_curves.png")))
     metrics = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in summary.items() if not isinstance(v, (dict, list))]
     tables = [("Summary", ["metric", "value"], metrics)]
+    if summary.get("guard"):  # train --guard
+        tables.append(guard_table(summary["guard"]))
     if "domain_distance" in summary:  # a domain-adaptation run
         from transferkit.report.adapt import domain_distance_table
 
