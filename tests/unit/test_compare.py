@@ -64,3 +64,19 @@ def test_compare_judges_negative_transfer_on_guard_rows_not_the_test_set(tiny_np
     assert full["baseline"] == "scratch" and 0 <= full["guard_accuracy"] <= 100 and scratch["warning"] == ""
     assert full["negative_transfer"] == bool(full["warning"])
     assert ("Warning:" in log.getvalue()) == full["negative_transfer"]
+
+
+def test_at_0_labels_the_flag_compares_test_accuracies_after_the_fact():
+    from transferkit.compare import summarise
+
+    def runs_of(accs):
+        return [{"test/accuracy": a / 100, "guard_correct": None, "trainable_parameters": 10, "train_seconds": 1.0,
+                 "train_examples": 0} for a in accs]
+
+    runs = {("dann", 0): runs_of([60.0, 61.0, 59.0]), ("coral", 0): runs_of([70.0, 71.0, 72.0]),
+            ("source_only", 0): runs_of([65.0, 65.5, 66.0])}
+    rows = {r["strategy"]: r for r in summarise(runs)}
+    assert rows["dann"]["baseline"] == "source_only" and rows["dann"]["negative_transfer"]
+    assert "60.0 % vs 65.5 %, 3 seeds" in rows["dann"]["warning"] and "after the fact" in rows["dann"]["warning"]
+    assert not rows["coral"]["negative_transfer"] and rows["coral"]["warning"] == ""
+    assert not rows["source_only"]["negative_transfer"]
