@@ -6,8 +6,8 @@ features, an MLP (384 -> 256 -> 2) is trained on the labelled source reviews; so
 deep methods share the optimiser and step budget and see the same standardised features, and the
 adapted ones also see the unlabelled target reviews. The test set is every target review
 (transductive). JDA (a classic method) runs on the same features with a 1-NN classifier (one run: it
-has no seed). A pair where a method is not above source-only by more than one standard error of the
-difference is flagged as negative transfer (the rule of `transferkit compare` at 0 target labels).
+has no seed). A pair where a method is not above source-only by more than t_0.95 standard errors of the
+difference across seeds is flagged as negative transfer (the rule of `transferkit compare` at 0 target labels).
 
     HF_HUB_OFFLINE=1 python benchmarks/adapt/bench_text.py --out benchmarks/results/adapt_amazon.jsonl
 """
@@ -101,7 +101,7 @@ def summary(rows: list[dict]) -> str:
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
     lines.append("| average gain over source-only (points) | | " +
                  " | ".join(f"{np.mean(g):+.2f}" for g in gains.values()) + " |")
-    lines.append("\n! negative transfer: not above source-only by more than one standard error (as `compare` at 0 target labels)")
+    lines.append("\n! negative transfer: not above source-only beyond seed noise (t_0.95 standard errors; as `compare` at 0 target labels)")
     return "\n".join(lines)
 
 

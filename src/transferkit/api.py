@@ -52,8 +52,8 @@ def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]
 
 def split_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None, Dataset | None]:
     """``build_data``'s train / validation / test data and the target's guard validation rows: the rows
-    of ``data.guard_fraction`` when it is set, else the validation split when it is target data (not with
-    ``data.source``, whose validation rows come from the source), else None."""
+    of ``data.guard_fraction`` when it is set, else None. Never the validation split: a run picks its best
+    epoch on that one, which would flatter every run the guard compares."""
     d, task = cfg.data, task_type(cfg)
     full = _load_checked(d.dataset, cfg, task)
     test_frac = 0.0 if d.test else d.test_fraction
@@ -62,7 +62,7 @@ def split_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None,
                      test_fraction=test_frac, shots=d.shots, fraction=d.label_fraction, guard_fraction=d.guard_fraction)
     test = _load_checked(d.test, cfg, task) if d.test else (Subset(full, sp.test) if len(sp.test) else None)
     train, val = Subset(full, sp.train), (Subset(full, sp.val) if len(sp.val) else None)
-    guard = Subset(full, sp.guard) if len(sp.guard) else (None if d.source else val)
+    guard = Subset(full, sp.guard) if len(sp.guard) else None
     if d.source:  # domain adaptation: the labelled source data, then the target's labelled rows
         source = _load_checked(d.source, cfg, task)
         ssp = make_splits(source.targets, seed=d.seed, val_fraction=d.val_fraction, test_fraction=0.0)

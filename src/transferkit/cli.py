@@ -318,7 +318,9 @@ def rank_(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder of named datasets (default $TRANSFERKIT_DATA).")] =
         None,
-    seed: Annotated[int, typer.Option(help="Seed of the --shots draw.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the test split and the --shots draw (the runs' data.seed).")] = 0,
+    test_fraction: Annotated[float, typer.Option(
+        help="The target's test split left unread (the runs' data.test_fraction; 0 reads every row).")] = 0.2,
 ) -> None:
     """Rank candidate source models for a target by transferability scores (LogME, LEEP ...), before fine-tuning."""
     from transferkit.api import rank as api_rank
@@ -327,7 +329,7 @@ def rank_(
     if shots is not None and shots < 1:
         raise TransferkitError(f"--shots takes a whole number >= 1 (labelled examples per class); got {shots}.")
     res = api_rank(data, candidates, metric=metric, shots=shots, out=out, overwrite=overwrite, data_dir=data_dir,
-                   seed=seed)
+                   seed=seed, test_fraction=test_fraction)
     headers, cells = table_rows(res)
     for table in fitted_tables(f"rank: {data} (by {metric}, higher is better)", headers, cells, keep=2,
                                width=console.width):

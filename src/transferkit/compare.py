@@ -18,7 +18,7 @@ from transferkit.metrics import mean_std
 from transferkit.report import plot_bars, plot_curves, plot_learning_curves, read_metrics, write_html
 from transferkit.report.transfer import plot_what_transferred, what_transferred
 from transferkit.runs.guard import guard_rows
-from transferkit.select.guard import guard_warning, paired_guard
+from transferkit.select.guard import beyond_noise, guard_warning, paired_guard
 from transferkit.tables import WIDTH, fitted_tables
 
 BASELINE = "scratch"
@@ -51,11 +51,9 @@ def parse_shots(text: str) -> list[int | None]:
 
 
 def negative_transfer(transfer: list[float], scratch: list[float]) -> bool:
-    """True when the transfer mean is not above the from-scratch mean by more than one standard
-    error of the difference (``sqrt(s_t^2/n_t + s_s^2/n_s)``): no gain beyond seed noise."""
-    mt, st = mean_std(transfer)
-    ms, ss = mean_std(scratch)
-    return mt - ms <= math.sqrt(st**2 / len(transfer) + ss**2 / len(scratch))
+    """True when the transfer mean (one accuracy per seed) is not above the baseline's beyond seed noise
+    (``select.guard.beyond_noise``: more than ``t_{0.95, n-1}`` standard errors of the difference)."""
+    return not beyond_noise(transfer, scratch)
 
 
 def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
@@ -368,10 +366,11 @@ def write_report(out: Path, rows: list[dict], runs: dict, title: str, intro: str
              for r in rows]
     note = ("Negative transfer (the guard): on labelled validation rows of the target, never the test set, the "
             "strategy is not better than the better of the baselines (from scratch; source only: the source model as "
-            "it is, or trained on the source data alone) by more than 1.645 standard errors of the paired difference "
-            "(the larger of the row and the seed error; transferkit.select.guard). At 0 labels there is no target label to "
+            "it is, or trained on the source data alone) beyond noise: its paired gain must exceed 1.645 row standard "
+            "errors and t_0.95 (S - 1 degrees of freedom) seed standard errors (transferkit.select.guard). The baseline "
+            "is the better one on those same rows, which leans towards a warning. At 0 labels there is no target label to "
             "validate on: the flag then compares test accuracies, after the fact (not above the baseline by more than "
-            "one standard error across seeds). The same numbers are in results.csv and results.json.")
+            "t_0.95 standard errors across seeds). The same numbers are in results.csv and results.json.")
     tables = [("Results", ["strategy", "labels/class", "test accuracy (%)", "vs scratch (points)",
                            "vs source only (points)", "vs full fine-tuning (points)", "validation accuracy (%)",
                            "negative transfer", "trainable parameters", "train seconds"], table)]

@@ -58,7 +58,7 @@ def test_compare_judges_negative_transfer_on_guard_rows_not_the_test_set(tiny_np
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"val_fraction": 0.0})})
     log = io.StringIO()
     rows = compare(cfg, out=tmp_path / "c", console=Console(file=log, width=200))
-    assert "data.val_fraction is 0, so 10 %" in log.getvalue()
+    assert "Negative-transfer guard: 10 % of the target" in log.getvalue()
     full = next(r for r in rows if r["strategy"] == "full")
     scratch = next(r for r in rows if r["strategy"] == "scratch")
     assert full["baseline"] == "scratch" and 0 <= full["guard_accuracy"] <= 100 and scratch["warning"] == ""

@@ -7,7 +7,7 @@ import pytest
 
 from transferkit.data.splits import make_splits
 from transferkit.errors import TransferkitError
-from transferkit.select.guard import Z, guard_warning, paired_guard
+from transferkit.select.guard import Z, beyond_noise, guard_warning, paired_guard, seed_quantile
 
 
 def test_one_seed_uses_the_standard_error_of_the_paired_differences():
@@ -58,3 +58,43 @@ def test_guard_rows_are_held_out_of_training_and_test():
     assert not set(sp.guard) & (set(sp.train) | set(sp.test) | set(sp.val))
     assert len(sp.train) + len(sp.test) + len(sp.guard) == 60
     assert np.bincount(y[sp.train]).tolist() == [2, 2, 2]  # the label budget is untouched
+
+
+def test_few_seeds_need_students_t_not_the_normal_quantile():
+    # Two seeds, gains 5 and 15 points on 10,000 rows each: mean 10, seed error std([5, 15]) / sqrt(2) = 5;
+    # t_{0.95, 1} = 6.314, so the gain must exceed 31.6 points; 1.645 * 5 = 8.2 would have called it better
+    n = 10_000
+    rng = np.random.default_rng(0)
+    trans = [(rng.random(n) < g).astype(float) for g in (0.05, 0.15)]
+    res = paired_guard(trans, [np.zeros(n), np.zeros(n)])
+    assert res.difference == pytest.approx(0.10, abs=0.01) and res.se == pytest.approx(0.05, abs=0.01)
+    assert seed_quantile(2) == pytest.approx(6.3138, abs=1e-4) and seed_quantile(3) == pytest.approx(2.9200, abs=1e-4)
+    assert res.margin == pytest.approx(seed_quantile(2) * res.se) and not res.better
+    assert seed_quantile(1) == Z  # one seed: no spread to estimate, the row error alone
+
+
+def test_beyond_noise_on_per_seed_accuracies_by_hand():
+    base = [80.0, 82.0, 84.0]  # mean 82, s^2 = 4
+    # +9: se sqrt(1/3 + 4/3) = 1.291, t_{0.95, 2} * 1.291 = 3.77 < 9
+    assert beyond_noise([90.0, 91.0, 92.0], base)
+    # +3: 3 < 3.77 (with 1.645 it would have counted: 2.12)
+    assert not beyond_noise([84.0, 85.0, 86.0], base)
+    assert not beyond_noise([82.0], [82.0]) and beyond_noise([82.5], [82.0])  # one seed: any gain
+    with pytest.raises(TransferkitError, match="at least one accuracy"):
+        beyond_noise([], base)
+
+
+def test_the_guard_never_compares_on_the_rows_a_run_picks_its_epoch_on(tiny_npz):
+    from tests.conftest import tiny_config
+    from transferkit.api import split_data
+    from transferkit.config import parse_config
+    from transferkit.runs.guard import guard_rows
+
+    cfg = parse_config(tiny_config(tiny_npz))
+    assert cfg.train.restore_best and cfg.data.val_fraction > 0
+    assert split_data(cfg)[3] is None  # no guard rows asked for: none, not the validation split
+    cfg, note = guard_rows(cfg)
+    _, val, test, guard = split_data(cfg)
+    assert note and "never used to pick an epoch" in note and len(guard) > 0
+    rows = set(np.asarray(guard.indices).tolist())
+    assert not rows & set(np.asarray(val.indices).tolist()) and not rows & set(np.asarray(test.indices).tolist())

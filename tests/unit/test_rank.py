@@ -97,7 +97,7 @@ def test_files_and_folders_that_are_not_candidates(tmp_path):
 def test_the_informative_candidate_ranks_first_with_its_scores_computed_on_its_features(tmp_path, cache):
     data, x, y = _data(tmp_path / "d.npz")
     run = _run_dir(tmp_path / "run", data)
-    res = rank(str(data), [str(run)], progress=False)
+    res = rank(str(data), [str(run)], test_fraction=0.0, progress=False)  # every row
     by = {r["candidate"]: r for r in res.rows}
     assert [r["candidate"] for r in res.rows] == [str(run), "random:mlp"] and res.warning is None
     feats = np.maximum(5.0 * x[:, :3], 0.0)  # the hand-set layer
@@ -117,13 +117,27 @@ def test_shots_score_k_rows_per_class_and_the_distance_uses_the_source(tmp_path,
     res = rank(str(target), [str(run)], shots=4, seed=3, progress=False)
     row = next(r for r in res.rows if r["candidate"] == str(run))
     assert row["rows"] == 12
-    from transferkit.data.splits import k_shot
+    from transferkit.data.splits import make_splits
 
-    keep = k_shot(yt, 4, 3)
+    keep = make_splits(yt, seed=3, val_fraction=0.0, test_fraction=0.2, shots=4).train
     xs = np.load(data)["x"]
     expected = domain_distances(np.maximum(5.0 * xs[:, :3], 0), np.maximum(5.0 * xt[keep, :3], 0))
     assert row["mmd"] == pytest.approx(expected["mmd"], rel=1e-5) and row["mmd"] > 0.05
     assert row["pad"] == pytest.approx(expected["pad"])
+
+
+@pytest.mark.parametrize("shots", [None, 3])
+def test_rank_never_reads_the_test_rows_of_runs_with_the_same_seed(shots):
+    from transferkit.data.splits import make_splits
+    from transferkit.runs.rank import _rows
+
+    y = np.repeat(np.arange(5), 40)
+    for seed in range(3):
+        rows = _rows(y, shots, seed)
+        for val, guard in [(0.1, 0.0), (0.0, 0.1), (0.2, 0.1)]:  # whatever else the run holds out
+            test = make_splits(y, seed=seed, val_fraction=val, test_fraction=0.2, shots=5, guard_fraction=guard).test
+            assert not set(rows.tolist()) & set(test.tolist())
+        assert len(rows) == (160 if shots is None else 5 * shots)
 
 
 def test_features_come_from_the_cache_on_the_second_call(tmp_path, cache, monkeypatch):
@@ -145,7 +159,9 @@ def test_features_come_from_the_cache_on_the_second_call(tmp_path, cache, monkey
     third = {r["candidate"]: r for r in rank(str(data), [str(run)], progress=False).rows}
     assert not third[str(run)]["cached"] and third["random:mlp"]["cached"]  # keyed on the files' content
     assert third[str(run)]["logme"] != first.rows[0]["logme"]
-    assert len(list(cache.rglob("*.npz"))) == 3  # the reference's features, and those of both weights
+    # the reference's features of the target rows; for both weights, those of the target rows and of the
+    # source sample (here the whole file, the target rows leave its test split out)
+    assert len(list(cache.rglob("*.npz"))) == 5
 
 
 def test_the_reference_warning():
@@ -165,7 +181,7 @@ def test_a_candidate_that_sees_only_noise_is_flagged_below_the_reference(tmp_pat
     assert res.rows[0]["candidate"] == "random:mlp" and res.warning is not None
     assert "Warning: Every candidate&#x27;s logme is below" in (tmp_path / "out" / "rank.html").read_text()
     inputs = json.loads((tmp_path / "out" / "inputs.json").read_text())
-    assert [c["spec"] for c in inputs["candidates"]] == [str(noise), "random:mlp"] and inputs["rows"] == 30
+    assert [c["spec"] for c in inputs["candidates"]] == [str(noise), "random:mlp"] and inputs["rows"] == 24  # the test split's 6 rows unread
 
 
 def test_errors_come_before_any_extraction(tmp_path, cache, monkeypatch):
@@ -179,8 +195,10 @@ def test_errors_come_before_any_extraction(tmp_path, cache, monkeypatch):
         rank(str(data), f"mlp={w}", metric="leep")
     with pytest.raises(TransferkitError, match="Candidate 'random:small_cnn' takes image inputs but the target"):
         rank(str(data), "random:small_cnn")
-    with pytest.raises(TransferkitError, match="Class 0 has only 10 examples"):
-        rank(str(data), f"mlp={w}", shots=11)
+    with pytest.raises(TransferkitError, match="Class 0 has only 8 examples"):  # 10 less the test split's 2
+        rank(str(data), f"mlp={w}", shots=9)
+    with pytest.raises(TransferkitError, match="--test-fraction must be in"):
+        rank(str(data), f"mlp={w}", test_fraction=1.0)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x").write_text("")
     with pytest.raises(TransferkitError, match="'.*out' already exists; pass --overwrite"):

@@ -64,8 +64,11 @@ class Candidate:
 
     def files(self) -> list[Path]:
         """The files the candidate's weights come from (what its feature cache is keyed on)."""
-        if self.kind == "run":
-            return [self.run_dir / "config.yaml", self.run_dir / "model.safetensors"]
+        if self.kind == "run":  # a text encoder's run also reads its folder's tokenizer and config files
+            folder = Path(self.args["path"]) if isinstance(self.args.get("path"), str) else None
+            extra = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".txt", ".model")) if folder and \
+                folder.is_dir() else []
+            return [self.run_dir / "config.yaml", self.run_dir / "model.safetensors", *extra]
         if self.weights == "imagenet":
             from transferkit.backbones.tv import resolve_imagenet
 

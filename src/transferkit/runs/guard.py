@@ -10,21 +10,23 @@ from transferkit.config import RunConfig, parse_config
 from transferkit.errors import TransferkitError
 from transferkit.select.guard import guard_warning, paired_guard
 
-GUARD_FRACTION = 0.1  # target rows held out for the guard when the config has no target validation split
+GUARD_FRACTION = 0.1  # target rows held out for the guard when the config sets no data.guard_fraction
 LABELS = {"scratch": "from scratch", "source_only": "source only"}
 
 
 def guard_rows(cfg: RunConfig) -> tuple[RunConfig, str | None]:
     """``cfg`` with target validation rows for the negative-transfer guard, and a note when they had to be
-    drawn: without a target validation split (``data.val_fraction`` 0, or ``data.source``, whose validation
-    rows are the source's) ``data.guard_fraction`` holds out ``GUARD_FRACTION`` of the target's labelled
-    rows (never the test rows; no run trains or selects on them)."""
+    drawn: unless ``data.guard_fraction`` is set, it holds out ``GUARD_FRACTION`` of the target's labelled
+    rows (never the test rows). No run trains on them or picks its epoch by them, which is why they are
+    never the validation split (a best epoch chosen on the very rows the guard compares on flatters
+    every run, the noisier the more)."""
     d = cfg.data
-    if d.guard_fraction > 0 or (d.val_fraction > 0 and d.source is None):
+    if d.guard_fraction > 0:
         return cfg, None
-    why = "validation comes from data.source" if d.source else "data.val_fraction is 0"
-    note = (f"Negative-transfer guard: {why}, so {100 * GUARD_FRACTION:.0f} % of the target's labelled rows (never the "
-            "test rows, never trained on) are held out to compare the transfer with its baselines.")
+    note = (f"Negative-transfer guard: {100 * GUARD_FRACTION:.0f} % of the target's labelled rows (never the test rows, "
+            "never trained on, never used to pick an epoch) are held out to compare the transfer with its baselines; "
+            "they are usually more than the labels a few-shot run trains on, so the verdict is more certain than a "
+            "user with only those labels could be.")
     return cfg.model_copy(update={"data": d.model_copy(update={"guard_fraction": GUARD_FRACTION})}), note
 
 

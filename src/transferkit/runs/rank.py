@@ -2,8 +2,9 @@
 fine-tuning (the scores of ``transferkit.select``: LogME, H-score, TransRate, GBC from the features;
 LEEP and NCE from a classifier head of the candidate's own).
 
-Each candidate's features of the target rows (all of them, or ``shots`` labelled rows per class,
-a seeded draw) are extracted once and cached on disk, keyed on the content of the data files and of
+Each candidate's features of the target rows (every row outside the test split that ``train`` holds
+out with the same seed and ``data.test_fraction``, or ``shots`` labelled rows per class of them, a
+seeded draw; never a test row) are extracted once and cached on disk, keyed on the content of the data files and of
 the candidate's weights. A random initialisation of each candidate architecture is scored beside
 them (the from-scratch reference), and when every candidate scores below the reference of its own
 architecture a warning says so. For a run directory, whose source data is known, the table also
@@ -26,8 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from transferkit import __version__
 from transferkit.data import Subset, load_dataset
-from transferkit.data.splits import k_shot
+from transferkit.data.splits import make_splits
 from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TransferkitError
 from transferkit.finetune.feature_extraction import extract_features
@@ -61,8 +63,10 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 def cache_file(root: Path, c: Candidate, spec: str, rows: np.ndarray, data_root) -> Path:
     """Where the features of ``spec[rows]`` by candidate ``c`` are cached: keyed on the content of the
-    data files and of the candidate's weights, so a file changed in place is never read stale."""
-    key = json.dumps(["rank-v1", spec, list(c.view), c.kind, c.backbone, c.args,
+    data files and of the candidate's weights (and a text run's tokenizer files), so a file changed in
+    place is never read stale, and on the versions of transferkit and torch, which a random
+    reference's initialisation follows."""
+    key = json.dumps(["rank-v1", __version__, torch.__version__, spec, list(c.view), c.kind, c.backbone, c.args,
                       RANDOM_SEED if c.kind == "random" else None, hashlib.sha1(rows.tobytes()).hexdigest(),
                       content_digest(data_files(spec, data_root)), content_digest(c.files())],
                      sort_keys=True, default=str)
@@ -121,10 +125,10 @@ def _views(data: str, candidates: list[Candidate], data_dir) -> dict[tuple, obje
     return views
 
 
-def _rows(y: np.ndarray, shots: int | None, seed: int) -> np.ndarray:
-    if shots is None:
-        return np.arange(len(y))
-    return k_shot(y, shots, seed)
+def _rows(y: np.ndarray, shots: int | None, seed: int, test_fraction: float = 0.2) -> np.ndarray:
+    """The rows rank scores: outside the stratified test split that ``make_splits`` (so ``train``) holds out
+    first with this ``seed`` and ``test_fraction``; ``shots`` per class of them when given."""
+    return make_splits(y, seed=seed, val_fraction=0.0, test_fraction=test_fraction, shots=shots).train
 
 
 def _with_references(candidates: list[Candidate]) -> list[Candidate]:
@@ -243,7 +247,7 @@ def reference_warning(rows: list[dict], metric: str) -> str | None:
 
 def rank(data: str, candidates: str | list[str], metric: str = DEFAULT_METRIC, shots: int | None = None,
          out: str | Path | None = None, overwrite: bool = False, data_dir: str | Path | None = None, seed: int = 0,
-         image_size: int | None = None, channels: int = 3, preprocess: str = "none",
+         image_size: int | None = None, channels: int = 3, preprocess: str = "none", test_fraction: float = 0.2,
          cache_dir: str | Path | None = None, device: str = "auto", progress: bool | None = None) -> RankResult:
     """Score every candidate on the target ``data`` with every applicable transferability score, best
     first by ``metric``, beside a random initialisation of each candidate architecture.
@@ -253,11 +257,16 @@ def rank(data: str, candidates: str | list[str], metric: str = DEFAULT_METRIC, s
         candidates: comma-separated (or a list): run directories, ``BACKBONE=WEIGHTS``, Hugging Face
             folders, ``random:BACKBONE``.
         metric: the score that orders the table (``transferkit.select.SCORES``).
-        shots: score on this many labelled target rows per class (a seeded draw); None: every row.
+        shots: score on this many labelled target rows per class (a seeded draw); None: every row outside
+            the test split.
         out: where rank.csv, rank.html and inputs.json go (None: nothing is written).
         overwrite: replace an existing ``out``.
         data_dir: the folder of named datasets (else $TRANSFERKIT_DATA).
-        seed: the draw of the ``shots`` rows and of the source sample.
+        seed: the draw of the test split, of the ``shots`` rows and of the source sample (use the seed
+            of the runs that will follow, so that rank never reads their test rows).
+        test_fraction: the target's test split to leave out, as the runs' ``data.test_fraction``
+            (0: score every row; a config with ``test_fraction: rest`` has no fixed test split, so
+            give the fraction of rows its runs will test on).
         image_size, channels, preprocess: how the target is read for candidates other than run
             directories (a run's own data settings are used for it).
         cache_dir: the feature cache (else $TRANSFERKIT_CACHE, else ~/.cache/transferkit).
@@ -269,13 +278,16 @@ def rank(data: str, candidates: str | list[str], metric: str = DEFAULT_METRIC, s
         >>> res.rows[0]["candidate"], res.warning
     """
     out = Path(out) if out is not None else None
+    if not 0.0 <= test_fraction < 1.0:
+        raise TransferkitError(f"rank: --test-fraction must be in [0, 1) (the runs' data.test_fraction); "
+                               f"got {test_fraction!r}.")
     _check_out(out, overwrite)
     parsed = parse_candidates(candidates)
     _check_metric(metric, parsed)
     parsed = [c if c.kind == "run" else replace(c, view=(image_size, channels, preprocess)) for c in parsed]
     views = _views(data, parsed, data_dir)
     labels_all = np.asarray(next(iter(views.values())).targets)
-    rows = _rows(labels_all, shots, seed)
+    rows = _rows(labels_all, shots, seed, test_fraction)
     parsed = [fill_args(c, views[c.view][int(rows[0])][0]) for c in parsed]
     jobs = _plan(data, _with_references(parsed), views, rows, data_dir, cache_root(cache_dir), seed)
     if out is not None:
@@ -298,7 +310,7 @@ def rank(data: str, candidates: str | list[str], metric: str = DEFAULT_METRIC, s
     res = RankResult(results, metric, warning, out)
     if out is not None:
         write_outputs(res, {"data": data, "data_dir": str(data_dir) if data_dir else None, "metric": metric,
-                            "shots": shots, "seed": seed, "rows": len(rows), "classes": int(labels.max()) + 1,
+                            "shots": shots, "seed": seed, "test_fraction": test_fraction, "rows": len(rows), "classes": int(labels.max()) + 1,
                             "candidates": [_resolved(j.candidate) for j in jobs]})
     return res
 

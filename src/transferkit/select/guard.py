@@ -10,9 +10,11 @@ The comparison is paired: the transfer run and the baseline of one seed are scor
 validation rows, so the per-row differences ``d_i = correct_T(i) - correct_B(i)`` carry the noise of
 the validation sample (McNemar's setting; the standard error of a mean of paired differences). With
 several seeds, the per-seed mean differences ``D_s`` also carry the training noise (initialisation,
-k-shot draw); their standard error is ``std(D_s) / sqrt(S)``. The guard takes the larger of the two
-standard errors (the seed spread of two or three seeds is itself noisy; the row error is a floor) and
-calls the transfer better when ``mean(D_s) > Z * se``: a one-sided normal test at the 5 % level.
+k-shot draw); their standard error is ``std(D_s) / sqrt(S)``. The transfer is better when its mean
+gain clears both: ``mean(D_s) > Z * se_rows`` (a one-sided normal test at the 5 % level on the rows)
+and ``mean(D_s) > t_{0.95, S-1} * se_seeds`` (Student's t with S - 1 degrees of freedom: an error
+estimated from two or three seeds is itself noisy, 6.31 and 2.92 standard errors instead of 1.645).
+``beyond_noise`` applies the same rule to per-seed accuracies alone (no per-row record).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from transferkit.errors import TransferkitError
 
@@ -37,11 +40,29 @@ class GuardResult:
     se: float  # its standard error: max(row error, seed error)
     rows: int  # validation rows per seed (the smallest)
     seeds: int
+    margin: float = 0.0  # the gain needed to call it better: max(Z * row error, t_{0.95, S-1} * seed error)
 
     @property
     def better(self) -> bool:
-        """Whether the transfer beats the baseline by more than ``Z`` standard errors."""
-        return self.difference > Z * self.se
+        """Whether the transfer's gain clears ``margin`` (see the module docstring)."""
+        return self.difference > self.margin
+
+
+def seed_quantile(seeds: int) -> float:
+    """The one-sided 95 % quantile for an error estimated from ``seeds`` per-seed values: Student's t with
+    ``seeds - 1`` degrees of freedom (``Z`` when there is no seed spread to estimate, one seed)."""
+    return float(stats.t.ppf(0.95, seeds - 1)) if seeds > 1 else Z
+
+
+def beyond_noise(transfer: list[float], baseline: list[float]) -> bool:
+    """Whether the mean of ``transfer`` (one accuracy per seed) beats that of ``baseline`` beyond seed noise:
+    the gain exceeds ``t_{0.95, n-1}`` standard errors of the difference ``sqrt(s_t^2/n_t + s_b^2/n_b)``,
+    with ``n`` the smaller number of seeds. One seed each: any gain above 0."""
+    t, b = np.asarray(transfer, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if len(t) == 0 or len(b) == 0:
+        raise TransferkitError("beyond_noise needs at least one accuracy for the transfer and for the baseline.")
+    var = (t.var(ddof=1) / len(t) if len(t) > 1 else 0.0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0.0)
+    return bool(t.mean() - b.mean() > seed_quantile(min(len(t), len(b))) * math.sqrt(var))
 
 
 def paired_guard(transfer: list[np.ndarray], baseline: list[np.ndarray]) -> GuardResult:
@@ -72,7 +93,7 @@ def paired_guard(transfer: list[np.ndarray], baseline: list[np.ndarray]) -> Guar
     se_seeds = float(per_seed.std(ddof=1)) / math.sqrt(s) if s > 1 else 0.0
     return GuardResult(transfer=float(np.mean([x.mean() for x in t])), baseline=float(np.mean([y.mean() for y in b])),
                        difference=float(per_seed.mean()), se=max(se_rows, se_seeds), rows=min(len(x) for x in t),
-                       seeds=s)
+                       seeds=s, margin=max(Z * se_rows, seed_quantile(s) * se_seeds))
 
 
 def guard_warning(result: GuardResult, transfer: str, baseline: str) -> str | None:
