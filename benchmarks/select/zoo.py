@@ -16,6 +16,7 @@ Sources (nothing here holds a target's test row; see ``targets``):
   usps_half       USPS half A (898 of the 1,800 JDA USPS rows, half of each class, seeded; the USPS
                   target uses the other half, B), 20 epochs
   omniglot_bg     Omniglot background: 30 alphabets, 964 characters, 19,280 images, 2 epochs
+  omniglot_bg_long  the same, 10 epochs
   random          random:small_cnn (no training)
 
 Targets:
@@ -46,7 +47,9 @@ OMNIGLOT_WAYS, OMNIGLOT_TRAIN_DRAWERS = 20, 5
 
 # name -> (epochs, batch size) of the source training
 SOURCES = {"mnist_full": (1, 128), "mnist_500": (30, 64), "split_01": (1, 128), "split_23": (1, 128),
-           "permuted": (1, 128), "mnist_shuffled": (2, 128), "usps_half": (20, 64), "omniglot_bg": (2, 128)}
+           "permuted": (1, 128), "mnist_shuffled": (2, 128), "usps_half": (20, 64), "omniglot_bg": (2, 128),
+           "omniglot_bg_long": (10, 128)}
+DATA_OF = {"omniglot_bg_long": "omniglot_bg"}  # sources that share another's data file
 TARGETS = ("usps", "omniglot20")
 
 
@@ -104,8 +107,9 @@ def write_data(work: Path) -> None:
 
 def source_config(work: Path, name: str) -> dict:
     epochs, batch = SOURCES[name]
-    return {"name": name, "data": {"dataset": str(work / "data" / f"{name}.npz"), "val_fraction": 0.0,
-                                   "test_fraction": 0.1, "seed": SEED, **VIEW},
+    data = work / "data" / f"{DATA_OF.get(name, name)}.npz"
+    return {"name": name,
+            "data": {"dataset": str(data), "val_fraction": 0.0, "test_fraction": 0.1, "seed": SEED, **VIEW},
             "model": dict(BACKBONE), "strategy": {"name": "full"},
             "train": {"epochs": epochs, "batch_size": batch, "lr": 1e-3, "seed": SEED, "device": "cpu"}}
 
@@ -128,9 +132,10 @@ def source_rows(work: Path) -> list[dict]:
     rows = []
     for name in SOURCES:
         s = json.loads((work / "zoo" / name / "summary.json").read_text())
-        classes = int(np.load(work / "data" / f"{name}.npz")["y"].max()) + 1
-        rows.append({"source": name, "train_examples": s["train_examples"], "classes": classes, "epochs": s["epochs_run"],
-                     "train_seconds": s["train_seconds"], "test_accuracy": round(s["test/accuracy"], 4)})
+        classes = int(np.load(work / "data" / f"{DATA_OF.get(name, name)}.npz")["y"].max()) + 1
+        rows.append({"source": name, "train_examples": s["train_examples"], "classes": classes,
+                     "epochs": s["epochs_run"], "train_seconds": s["train_seconds"],
+                     "test_accuracy": round(s["test/accuracy"], 4)})
     return rows
 
 
