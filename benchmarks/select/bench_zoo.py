@@ -167,7 +167,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path("/work/bench_out/zoo"))
+    ap.add_argument("--work", type=Path, default=Path("runs/bench_select"))
     ap.add_argument("--batch", type=int, default=BATCH, help="fine-tuning batch size")
     ap.add_argument("--tag", default="", help="suffix of the results files (another protocol)")
     args = ap.parse_args()

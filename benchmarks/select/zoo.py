@@ -145,6 +145,6 @@ def candidates(work: Path) -> list[str]:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path("/work/bench_out/zoo"))
+    ap.add_argument("--work", type=Path, default=Path("runs/bench_select"))
     torch.set_num_threads(1)
     print(build_zoo(ap.parse_args().work))
