@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench suite bench-continual bench-avalanche bench-multitask bench-torchjd clean-venv
+.PHONY: demo test test-fast bench suite bench-select bench-continual bench-avalanche bench-multitask bench-torchjd clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ suite: $(STAMP)
 	$(VENV)/bin/transferkit train examples/mnist_source.yaml --out runs/mnist_source_small --overwrite \
 	  --set model.backbone_args.width=16 --set model.backbone_args.num_features=64 --set train.seed=1 && \
 	$(VENV)/bin/transferkit compare examples/usps_suite.yaml --out runs/usps_suite --overwrite
+
+# The model-zoo ranking benchmark (ten small_cnn sources, USPS and Omniglot targets, every score's
+# weighted tau against fine-tuned accuracy; about 20 minutes on 2 CPU cores) and its text half
+bench-select: $(STAMP)
+	export TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} HF_HUB_OFFLINE=1; \
+	$(PY) benchmarks/select/bench_zoo.py && $(PY) benchmarks/select/bench_zoo_text.py
 
 # The MNIST continual-learning protocols (Split/Permuted-MNIST, 8 strategies, 3 seeds; about 40 min
 # on 2 CPU cores) and the replay-memory figures of BENCHMARKS.md
