@@ -21,7 +21,7 @@ def test_train_auto_prints_the_reason_and_writes_the_chosen_strategy(tiny_npz, t
     assert cli("train", src, "--out", tmp_path / "src").returncode == 0
     cfg = tiny_config(tiny_npz, epochs=1)
     cfg["model"]["weights"] = str(tmp_path / "src" / "model.safetensors")
-    cfg["data"] |= {"shots": 3, "val_fraction": 0.0}
+    cfg["data"] |= {"shots": 8, "val_fraction": 0.0}
     cfg["strategy"] = {"name": "auto", "args": {"budget": "low"}}
     path = tmp_path / "auto.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -29,8 +29,8 @@ def test_train_auto_prints_the_reason_and_writes_the_chosen_strategy(tiny_npz, t
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stdout.split())
     # the source run's data is the target's own: a close domain
-    assert ("Strategy auto chose 'lora': 3 labels per class, a low parameter budget and a close domain (A-distance "
-            "0.0), so LoRA (r=4).") in said, said
+    assert ("Strategy auto chose 'lora': 8 labels per class, a low parameter budget and a close domain (A-distance "
+            "0.") in said and "), so LoRA (r=4)." in said, said
     saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())["strategy"]
     assert saved["name"] == "lora" and saved["args"] == {"r": 4} and saved["reason"].endswith("so LoRA (r=4).")
 

@@ -101,15 +101,15 @@ def _source_run(tiny_npz, tmp_path):
 def test_train_with_auto_writes_the_chosen_strategy_and_its_reason(tiny_npz, tmp_path):
     cfg = tiny_config(tiny_npz, epochs=1)
     cfg["model"]["weights"] = str(_source_run(tiny_npz, tmp_path))
-    cfg["data"] |= {"shots": 3, "val_fraction": 0.0}
+    cfg["data"] |= {"shots": 8, "val_fraction": 0.0}  # 24 rows: enough for the proxy A-distance
     cfg["strategy"] = {"name": "auto"}
     res = train(cfg, out=tmp_path / "auto", progress=False)
     saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
     assert saved["strategy"]["name"] == "full" and saved["strategy"]["args"] == {"backbone_lr_scale": 0.1}
     assert saved["model"]["source_head"] is True
     auto = json.loads((tmp_path / "auto" / "summary.json").read_text())["auto"]
-    assert auto["reason"] == saved["strategy"]["reason"] and auto["reason"].startswith("3 labels per class, a source head")
-    assert auto["facts"]["shots"] == 3.0 and auto["facts"]["logme"] > auto["facts"]["logme_random"]
+    assert auto["reason"] == saved["strategy"]["reason"] and auto["reason"].startswith("8 labels per class, a source head")
+    assert auto["facts"]["shots"] == 8.0 and auto["facts"]["logme"] > auto["facts"]["logme_random"]
     assert res.metrics["strategy"] == "full"
     # the data of the run that wrote the weights is the source for the domain distance
     assert 0.0 <= auto["facts"]["pad"] <= 2.0

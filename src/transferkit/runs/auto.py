@@ -31,8 +31,9 @@ from transferkit.select.auto import Choice, Facts, check_budget, choose
 AUTO = "auto"
 ARGS = ("budget",)  # strategy.args that auto takes
 SAMPLE = 500  # rows per domain for LogME and the proxy A-distance (a seeded draw)
-PAD_MIN_ROWS = 8  # the proxy A-distance needs this many rows per domain
+PAD_MIN_ROWS = 20  # fewer rows per domain leave the proxy A-distance to chance (half of them train its classifier)
 RANDOM_SEED = 0  # the random reference's initialisation
+PRETRAINED = ("hf_text", "fusion")  # backbones whose default (no model.weights) is already a source model
 
 
 def check_args(args: dict) -> str:
@@ -100,7 +101,7 @@ def measure(cfg: RunConfig, model: TransferModel, train: Dataset, unlabelled: Da
     rows = np.arange(n_src, len(train))
     labelled = Subset(train, rows)
     labels = np.asarray(train.targets)[rows] if hasattr(train, "targets") else np.array([train[i][1] for i in rows])
-    has_weights = bool(cfg.model.weights)
+    has_weights = bool(cfg.model.weights) or cfg.model.backbone in PRETRAINED
     with torch.random.fork_rng():  # measuring leaves the run's random state as it was
         pick = sample(labelled, SAMPLE, seed=cfg.data.seed)
         pick_labels = labels if len(pick) == len(labelled) else np.asarray([pick[i][1] for i in range(len(pick))])
