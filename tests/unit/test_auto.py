@@ -11,7 +11,8 @@ from transferkit import train
 from transferkit.compare import plan
 from transferkit.config import parse_config
 from transferkit.errors import TransferkitError
-from transferkit.select.auto import (ADAPT_MAX_SHOTS, FEW_SHOTS, LARGE_BACKBONE, PAD_DISTANT, Facts, choose)
+from transferkit.select.auto import (ADAPT_MAX_SHOTS, FEW_SHOTS, LARGE_BACKBONE, LOGME_MIN_SHOTS, PAD_DISTANT, Facts,
+                                     choose)
 
 
 def facts(**kw) -> Facts:
@@ -42,6 +43,8 @@ def test_source_features_no_better_than_random_ones_train_from_scratch():
     c = choose(facts(source_head=True, logme=-0.5, logme_random=-0.5))
     assert c.strategy == "scratch" and "LogME -0.500 vs -0.500" in c.reason
     assert choose(facts(source_head=True, logme=-0.49, logme_random=-0.5)).strategy == "full"  # strictly better
+    # below LOGME_MIN_SHOTS labels per class LogME is not trusted (1 label per class on the demo's digits)
+    assert choose(facts(shots=LOGME_MIN_SHOTS - 1, source_head=True, logme=-0.314, logme_random=-0.268)).strategy == "full"
 
 
 def test_few_labels_a_distant_domain_and_unlabelled_data_adapt_with_the_labels():
