@@ -6,7 +6,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class Prepared:
     strategy: Strategy
     unlabelled: Dataset | None = None  # unlabelled target data (domain adaptation)
     guard: Dataset | None = None  # labelled target rows the negative-transfer guard validates on (split_data)
+    auto: dict | None = None  # strategy auto: the choice, its reason and the facts it was made from
 
 
 def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None, Dataset | None]:
@@ -98,12 +99,31 @@ def prepare(cfg: RunConfig) -> Prepared:
     num_classes = cfg.model.num_classes or max(task.outputs(t) for t in seen)
     for ds, spec in ((train, d.dataset), (val, d.dataset), (test, d.test or d.dataset)):
         check_labels(ds, task, num_classes, f"'{spec}'")
+    cfg, auto = _resolve_auto(cfg, train, task, num_classes)
     strategy = create_strategy(cfg.strategy.name, **cfg.strategy.args)
     model = build_model(cfg, num_classes)
     _check_input_kind(model.backbone.input_kind, train.kind, cfg)
     unlabelled = _unlabelled(cfg, strategy, task)
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": num_classes})})
-    return Prepared(cfg, train, val, test, num_classes, model, strategy, unlabelled, guard)
+    return Prepared(cfg, train, val, test, num_classes, model, strategy, unlabelled, guard, auto)
+
+
+def _resolve_auto(cfg: RunConfig, train: Dataset, task: TaskType, num_classes: int) -> tuple[RunConfig, dict | None]:
+    """``strategy: auto`` replaced by the strategy ``select.auto.choose`` picks from what it measures on the data
+    and the untrained model (``runs.auto``); other configs unchanged."""
+    from transferkit.runs.auto import AUTO, check_args, resolve
+
+    if cfg.strategy.name != AUTO:
+        return cfg, None
+    check_args(cfg.strategy.args)
+    if task.name != "classification":
+        raise TransferkitError(f"strategy auto chooses from class labels per class, and model.task is '{task.name}'; "
+                               "name the strategy instead of auto.")
+    spec = cfg.data.unlabelled
+    unlabelled = _load_checked(spec, cfg, task, labels=False) if spec else None
+    resolved, choice, facts = resolve(cfg, build_model(cfg, num_classes), train, unlabelled, num_classes)
+    return resolved, {"strategy": choice.strategy, "args": choice.args, "model": choice.model,
+                      "reason": choice.reason, "facts": asdict(facts)}
 
 
 def _unlabelled(cfg: RunConfig, strategy: Strategy, task: TaskType) -> Dataset | None:
@@ -218,11 +238,13 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     seconds = time.perf_counter() - t0
     model = p.model
     ckpt.save_weights(model, out / ckpt.MODEL_FILE)
-    summary = {"name": cfg.name, "strategy": cfg.strategy.name, "dataset": cfg.data.dataset,
+    summary = {"name": cfg.name, "strategy": p.cfg.strategy.name, "dataset": cfg.data.dataset,
                "train_examples": len(p.train), "epochs_run": len(history), "train_seconds": round(seconds, 3),
                "trainable_parameters": trainable_parameters(model, p.strategy, cfg),
                "total_parameters": model.num_parameters(),
                "class_names": getattr(p.train, "class_names", None)}
+    if p.auto is not None:
+        summary["auto"] = p.auto
     if hasattr(model.backbone, "fusion_weights"):
         summary["fusion_weights"] = [round(float(w), 4) for w in model.backbone.fusion_weights().detach()]
     if p.test is not None:
@@ -237,7 +259,7 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     if guard:
         from transferkit.runs.guard import baselines, verdict
 
-        summary["guard"] = verdict(cfg.strategy.name, correct, baselines(p.cfg, out / "guard"), note)
+        summary["guard"] = verdict(p.cfg.strategy.name, correct, baselines(p.cfg, out / "guard"), note)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     run_report(out, summary)
     return RunResult(out, summary, history, model, correct)

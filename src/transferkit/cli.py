@@ -54,6 +54,9 @@ def train(
 
     res = api_train(config, out=out, overwrite=overwrite, resume=resume, overrides=set_ or [], guard=guard)
     shown = {k: v for k, v in res.metrics.items() if k.startswith("test/") or k in ("train_seconds", "epochs_run")}
+    if "auto" in res.metrics:
+        console.print(f"Strategy auto chose '{res.metrics['auto']['strategy']}': {res.metrics['auto']['reason']}",
+                      highlight=False)
     console.print(f"Run written to {res.run_dir}")
     console.print(json.dumps(shown, indent=1))
     if "guard" in res.metrics:

@@ -25,9 +25,11 @@ BASELINE = "scratch"
 SOURCE_ONLY = "source_only"  # the source model as it is, or trained on the source data alone
 BASELINES = (BASELINE, SOURCE_ONLY)
 FULL = "full"  # the reference for parameter-efficient strategies
+AUTO = "auto"  # strategy auto: each run chooses its strategy (runs/auto.py); the row says which
 LABELS = {"scratch": "from scratch", "feature_extraction": "feature extraction (cached)", "full": "full fine-tuning",
           "two_stage": "two-stage fine-tuning", "source_only": "source only",
-          "full_adapted": "fine-tuning of the adapted model"}  # the demo's variant: full, from a DA run's weights
+          "full_adapted": "fine-tuning of the adapted model",
+          "auto": "auto (chosen strategy)"}  # the demo's variant: full, from a DA run's weights
 
 
 def label(name: str) -> str:
@@ -64,6 +66,8 @@ def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
         v = cfg.compare.variants.get(name)
         strategy = (v.strategy if v and v.strategy else name)
         for part in strategy.split("+"):
+            if strategy == AUTO:
+                break  # chosen per run from the data (select/auto.py)
             try:
                 STRATEGIES.get(part.strip())
             except TransferkitError as e:
@@ -116,6 +120,9 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
                 tag = f"{name}/k{'all' if k is None else k}/seed{seed}"
                 console.print(f"[bold]{tag}[/]: {label(name)}, {'all' if k is None else k} labels per class, seed {seed}")
                 res = train(run_config(cfg, entry, tag, k, seed), out=out / tag)
+                if "auto" in res.metrics:
+                    console.print(f"  auto chose '{res.metrics['auto']['strategy']}': {res.metrics['auto']['reason']}",
+                                  highlight=False)
                 runs.setdefault((name, k), []).append(res.metrics | {"run": str(res.run_dir),
                                                                      "guard_correct": res.guard_correct})
         add_source_only(cfg, k, seeds, out, runs, console)
@@ -255,7 +262,8 @@ def summarise(runs: dict[tuple[str, int | None], list[dict]]) -> list[dict]:
                                            if (FULL, k) in runs else float("nan")),
                      "train_seconds": sum(r["train_seconds"] for r in results) / len(results),
                      "train_examples": results[0]["train_examples"], "test_examples": results[0].get("test_examples"),
-                     "seeds": len(results)})
+                     "seeds": len(results),
+                     "chosen": ", ".join(sorted({r["auto"]["strategy"] for r in results if "auto" in r}))})
     return rows
 
 

@@ -97,8 +97,9 @@ class ModelConfig(_TaskChoice):  # with task, task_args (above)
 
 
 class StrategyConfig(_Strict):
-    name: str = "full"  # a name from `transferkit list strategies`; "a+b" composes
-    args: dict[str, Any] = {}  # keyword arguments of the (first) strategy
+    name: str = "full"  # a name from `transferkit list strategies`; "a+b" composes; "auto" chooses one (select/auto.py)
+    args: dict[str, Any] = {}  # keyword arguments of the (first) strategy; auto: {budget: normal | low}
+    reason: str | None = None  # written by strategy auto: why it chose this strategy (one sentence)
 
 
 class TrainSettings(_Strict):
