@@ -105,13 +105,18 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="benchmarks/results/adapt_amazon.jsonl")
+def run_args(ap: argparse.ArgumentParser) -> None:
+    """The options every Amazon-features benchmark takes: the feature cache, seeds and epochs."""
     ap.add_argument("--cache", default=os.environ.get("TRANSFERKIT_CACHE", str(Path.home() / ".cache" / "transferkit"))
                     + "/amazon_minilm")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="benchmarks/results/adapt_amazon.jsonl")
+    run_args(ap)
     a = ap.parse_args()
     cache = Path(a.cache)
     encode(cache)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from transferkit.config import parse_config
 from transferkit.engine.evaluate import evaluate
 from transferkit.engine.trainer import Trainer
 
-from bench_text import DOMAINS, encode  # benchmarks/adapt/bench_text.py
+from bench_text import DOMAINS, encode, run_args  # benchmarks/adapt/bench_text.py
 from results import run_missing  # benchmarks/adapt/results.py
 
 
@@ -65,10 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results/auto_amazon.jsonl")
     ap.add_argument("--reference", default="benchmarks/results/adapt_amazon.jsonl")
-    ap.add_argument("--cache", default=os.environ.get("TRANSFERKIT_CACHE", str(Path.home() / ".cache" / "transferkit"))
-                    + "/amazon_minilm")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=10)
+    run_args(ap)
     a = ap.parse_args()
     cache = Path(a.cache)
     encode(cache)
