@@ -27,11 +27,18 @@ SCORES = {"target/snd": "soft neighbourhood density of the target predictions (h
           "val/dev": "deep embedded validation loss on the source (lower is better)"}
 
 
+def sample_rows(total: int, n: int = SAMPLE, seed: int = 0) -> np.ndarray:
+    """At most ``n`` of ``total`` row indices, sorted, drawn once with ``seed`` (all of them when fewer)."""
+    if total <= n:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
 def sample(dataset: Dataset, n: int = SAMPLE, seed: int = 0) -> Dataset:
-    """At most ``n`` rows of ``dataset``, drawn once with ``seed``."""
+    """At most ``n`` rows of ``dataset``, drawn once with ``seed`` (``sample_rows``)."""
     if len(dataset) <= n:
         return dataset
-    return Subset(dataset, np.sort(np.random.default_rng(seed).choice(len(dataset), n, replace=False)))
+    return Subset(dataset, sample_rows(len(dataset), n, seed))
 
 
 class TargetScores:

@@ -37,7 +37,7 @@ from transferkit.model import TransferModel
 from transferkit.multitask.datasets import content_digest, data_files
 from transferkit.runs.candidates import RANDOM_SEED, SYNTAX, Built, Candidate, build, check_fits, fill_args, \
     parse_candidates
-from transferkit.runs.domain import domain_distances, sample
+from transferkit.runs.domain import domain_distances, sample_rows
 from transferkit.select import SCORES, applicable, score_all
 
 DEFAULT_METRIC = "logme"
@@ -151,13 +151,6 @@ def _source_view(c: Candidate, data_dir):
         return None, str(e)
 
 
-def _sample_rows(n: int, seed: int) -> np.ndarray:
-    """At most ``SOURCE_SAMPLE`` of ``n`` row indices, drawn once with ``seed`` (as ``runs.domain.sample``)."""
-    if n <= SOURCE_SAMPLE:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, SOURCE_SAMPLE, replace=False))
-
-
 @dataclass
 class _Job:
     """One candidate, built and checked, with the cache files of its target (and source) features."""
@@ -183,7 +176,7 @@ def _plan(data: str, candidates: list[Candidate], views: dict, rows: np.ndarray,
         if c.source is not None:
             job.source, job.source_note = _source_view(c, data_dir)
             if job.source is not None:
-                job.source_rows = _sample_rows(len(job.source), seed)
+                job.source_rows = sample_rows(len(job.source), SOURCE_SAMPLE, seed)
                 try:
                     check_fits(c, built, job.source, job.source_rows, c.source)
                     job.source_path = cache_file(root, c, c.source, job.source_rows, data_dir)
