@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferkit.data import (ArrayDataset, ImageFolderDataset, k_shot, label_fraction, load_dataset, load_text_file,
-                              make_splits, stratified_split)
+from transferkit.data import (ArrayDataset, ImageFolderDataset, k_shot, label_fraction, load_dataset, load_rows,
+                              load_text_file, make_splits, stratified_split)
 from transferkit.errors import TransferkitError
 
 Y = np.repeat(np.arange(4), 25)
@@ -113,3 +113,27 @@ def test_image_folder_empty_class_is_named(tmp_path):
     (tmp_path / "dog").mkdir()
     with pytest.raises(TransferkitError, match="class folder 'dog' has no images"):
         ImageFolderDataset(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["npz", "folder"])
+def test_load_rows_equals_the_rows_of_the_whole_dataset(tmp_path, kind):
+    """A sample read by load_rows is the same examples, resized and standardised, as those rows of
+    load_dataset: arrays are cut before the per-example work, folders are read lazily."""
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, size=(12, 20, 20), dtype=np.uint8), np.arange(12) % 3
+    if kind == "npz":
+        spec = tmp_path / "d.npz"
+        np.savez(spec, x=x, y=y)
+    else:
+        spec = tmp_path / "imgs"
+        for i, (img, label) in enumerate(zip(x, y)):
+            (spec / f"c{label}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(spec / f"c{label}" / f"{i}.png")
+    pick = lambda n: np.array([n - 1, 0, 5])  # noqa: E731
+    part, rows = load_rows(str(spec), pick, image_size=8, channels=1, preprocess="standardize")
+    whole = load_dataset(str(spec), image_size=8, channels=1, preprocess="standardize")
+    assert rows.tolist() == [11, 0, 5] and len(part) == 3
+    for i, r in enumerate(rows):
+        assert np.allclose(part[i][0].numpy(), whole[int(r)][0].numpy(), atol=1e-5)
+        assert int(part[i][1]) == int(whole[int(r)][1])
+    assert part.targets.tolist() == np.asarray(whole.targets)[rows].tolist()

@@ -120,8 +120,12 @@ def test_shots_score_k_rows_per_class_and_the_distance_uses_the_source(tmp_path,
     from transferkit.data.splits import make_splits
 
     keep = make_splits(yt, seed=3, val_fraction=0.0, test_fraction=0.2, shots=4).train
+    from transferkit.runs.domain import sample_rows
+
     xs = np.load(data)["x"]
-    expected = domain_distances(np.maximum(5.0 * xs[:, :3], 0), np.maximum(5.0 * xt[keep, :3], 0))
+    xs = xs[sample_rows(len(xs), len(keep), seed=3)]  # as many source rows as target rows, a seeded draw
+    assert len(xs) == 12
+    expected = domain_distances(np.maximum(5.0 * xs[:, :3], 0), np.maximum(5.0 * xt[keep, :3], 0), seed=3)
     assert row["mmd"] == pytest.approx(expected["mmd"], rel=1e-5) and row["mmd"] > 0.05
     assert row["pad"] == pytest.approx(expected["pad"])
 

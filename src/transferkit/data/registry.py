@@ -17,10 +17,11 @@ from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
-from transferkit.data.datasets import (ArrayDataset, ImageFolderDataset, TextDataset, load_npz, load_text_file,
-                                        standardized)
+from transferkit.data.datasets import (ArrayDataset, ImageFolderDataset, Subset, TextDataset, load_npz,
+                                        load_text_file, standardized)
 from transferkit.data.multimnist import SEEDS, SIZES, draw_pairs, multi_hot, read_mnist_split
 from transferkit.errors import TransferkitError, did_you_mean
 from transferkit.registry import Registry
@@ -116,8 +117,27 @@ def load_dataset(spec: str, data_root: str | Path | None = None, image_size: int
     return standardized(ds, f"'{spec}'") if preprocess == "standardize" else ds
 
 
+def load_rows(spec: str, pick: Callable[[int], np.ndarray], data_root: str | Path | None = None,
+              image_size: int | None = None, channels: int = 3, task: str = "classification",
+              preprocess: str = "none") -> tuple[Dataset, np.ndarray]:
+    """The rows ``pick(len(dataset))`` of ``load_dataset(spec, ...)``, and those row indices.
+
+    Equal to ``Subset(load_dataset(spec, ...), rows)``, but in-memory arrays are cut to the rows before
+    they are resized and standardised (both act on each example alone), so a sample of a large
+    dataset costs a sample's work; files are read lazily anyway.
+    """
+    ds = _load(spec, data_root, image_size, channels, task, resize=False)
+    rows = np.asarray(pick(len(ds)), dtype=np.int64)
+    if not isinstance(ds, ArrayDataset):
+        return Subset(_resized(standardized(ds, f"'{spec}'") if preprocess == "standardize" else ds, image_size),
+                      rows), rows
+    ds = _resized(ArrayDataset(ds.x[torch.as_tensor(rows)], np.asarray(ds.targets)[rows], name=ds.name,
+                               class_names=ds.class_names, task=ds.task), image_size)
+    return (standardized(ds, f"'{spec}'") if preprocess == "standardize" else ds), rows
+
+
 def _load(spec: str, data_root: str | Path | None = None, image_size: int | None = None,
-          channels: int = 3, task: str = "classification") -> Dataset:
+          channels: int = 3, task: str = "classification", resize: bool = True) -> Dataset:
     """Load ``name:domain`` from the registry, or a path (.npz, image folder, .csv/.jsonl[.gz]), with
     the targets of ``task`` (``"classification"``, ``"multilabel"`` or ``"regression"``).
 
@@ -132,7 +152,7 @@ def _load(spec: str, data_root: str | Path | None = None, image_size: int | None
         if path.is_dir():
             return ImageFolderDataset(path, image_size=image_size, channels=channels, task=task)
         if path.suffix == ".npz":
-            return _resized(load_npz(path, task=task), image_size)
+            return _resized(load_npz(path, task=task), image_size if resize else None)
         return load_text_file(path, task=task)
     name, _, domain = spec.partition(":")
     info = DATASETS.get(name)
@@ -150,7 +170,7 @@ def _load(spec: str, data_root: str | Path | None = None, image_size: int | None
             f"Dataset '{name}' needs the file '{info.relpath}' under the data directory '{root}', which is missing; "
             f"set ${DATA_ENV} (or --data-dir) to the folder that holds it."
         )
-    return _resized(info.loader(domain, root, task), image_size)
+    return _resized(info.loader(domain, root, task), image_size if resize else None)
 
 
 def _resized(ds: Dataset, image_size: int | None) -> Dataset:

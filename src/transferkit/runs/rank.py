@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from transferkit import __version__
-from transferkit.data import Subset, load_dataset
+from transferkit.data import Subset, load_dataset, load_rows
 from transferkit.data.splits import make_splits
 from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TransferkitError
@@ -41,7 +41,8 @@ from transferkit.runs.domain import domain_distances, sample_rows
 from transferkit.select import SCORES, applicable, score_all
 
 DEFAULT_METRIC = "logme"
-SOURCE_SAMPLE = 500  # rows of a run's source data compared with the target rows (a seeded draw)
+SOURCE_SAMPLE = 500  # at most this many rows of a run's source data (a seeded draw), and no more than the
+# target rows scored: the proxy-A distance compares equal samples, and only the sampled rows are read
 CHUNK = 256  # rows per extraction call (the progress bar advances per chunk)
 PAD_MIN_ROWS = 8  # the proxy-A distance needs this many rows per domain
 
@@ -142,13 +143,15 @@ def _with_references(candidates: list[Candidate]) -> list[Candidate]:
     return candidates + list(refs.values())
 
 
-def _source_view(c: Candidate, data_dir):
-    """The candidate's source data, read as it was trained on, or None (with the reason) if unreadable."""
+def _source_sample(c: Candidate, n: int, seed: int, data_dir):
+    """``n`` seeded rows of the candidate's source data, read as it was trained on, and their indices; or
+    None (with the reason) if unreadable. Only the sampled rows are resized and standardised."""
     size, channels, preprocess = c.view
     try:
-        return load_dataset(c.source, data_dir, size, channels, task="classification", preprocess=preprocess), None
+        return load_rows(c.source, lambda total: sample_rows(total, n, seed), data_dir, size, channels,
+                         task="classification", preprocess=preprocess), None
     except TransferkitError as e:
-        return None, str(e)
+        return (None, None), str(e)
 
 
 @dataclass
@@ -158,8 +161,8 @@ class _Job:
     candidate: Candidate
     built: Built
     path: Path
-    source: object | None = None  # the source dataset (run directories whose source data is readable)
-    source_rows: np.ndarray | None = None
+    source: object | None = None  # the sampled source rows (run directories whose source data is readable)
+    source_rows: np.ndarray | None = None  # their indices in the source dataset
     source_path: Path | None = None
     source_note: str | None = None
 
@@ -174,11 +177,11 @@ def _plan(data: str, candidates: list[Candidate], views: dict, rows: np.ndarray,
         check_fits(c, built, views[c.view], rows, data)
         job = _Job(c, built, cache_file(root, c, data, rows, data_dir))
         if c.source is not None:
-            job.source, job.source_note = _source_view(c, data_dir)
+            (job.source, job.source_rows), job.source_note = _source_sample(c, min(SOURCE_SAMPLE, len(rows)), seed,
+                                                                            data_dir)
             if job.source is not None:
-                job.source_rows = sample_rows(len(job.source), SOURCE_SAMPLE, seed)
                 try:
-                    check_fits(c, built, job.source, job.source_rows, c.source)
+                    check_fits(c, built, job.source, np.arange(len(job.source)), c.source)
                     job.source_path = cache_file(root, c, c.source, job.source_rows, data_dir)
                 except TransferkitError as e:
                     job.source, job.source_note = None, str(e)
@@ -213,7 +216,7 @@ def _score(job: _Job, views: dict, rows: np.ndarray, labels: np.ndarray, progres
            "features": int(feats.shape[1]), "rows": len(rows)} | {n: scores.get(n, float("nan")) for n in SCORES.names()}
     row |= {"mmd": float("nan"), "pad": float("nan"), "source": c.source or "", "note": job.source_note or ""}
     if job.source is not None:
-        src, _ = encode(job.built, job.source, job.source_rows, job.source_path, progress)
+        src, _ = encode(job.built, job.source, np.arange(len(job.source)), job.source_path, progress)
         row |= _distances(src, feats, seed)
     return row | {"cached": cached, "extract_seconds": round(t1 - t0, 3), "score_seconds": round(t2 - t1, 3),
                   "seconds": round(t2 - t0, 3)}
