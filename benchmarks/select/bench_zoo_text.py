@@ -103,8 +103,9 @@ def rank_target(work: Path, target: str, out: Path, times: Path) -> None:
     folders = {"minilm": str(minilm_path()), "random_minilm": str(work / "text" / "random_minilm")}
     cache = work / "cache" / f"text-{target}-{time.time_ns()}"
     t0 = time.perf_counter()
+    # the target's file holds only its labelled training reviews (the test reviews are another file): score them all
     res = tk.rank(str(work / "text" / f"{target}_train.jsonl"), list(folders.values()), out=None, cache_dir=cache,
-                  device="cpu", progress=False)
+                  test_fraction=0.0, device="cpu", progress=False)
     wall = time.perf_counter() - t0
     shutil.rmtree(cache, ignore_errors=True)
     names = {v: k for k, v in folders.items()}

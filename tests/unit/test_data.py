@@ -137,3 +137,13 @@ def test_load_rows_equals_the_rows_of_the_whole_dataset(tmp_path, kind):
         assert np.allclose(part[i][0].numpy(), whole[int(r)][0].numpy(), atol=1e-5)
         assert int(part[i][1]) == int(whole[int(r)][1])
     assert part.targets.tolist() == np.asarray(whole.targets)[rows].tolist()
+
+
+def test_load_rows_checks_the_sampled_rows_and_names_them(tmp_path):
+    x = np.zeros((6, 4), dtype=np.float32)
+    x[4, 1] = np.nan
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(6) % 2)
+    part, rows = load_rows(str(tmp_path / "d.npz"), lambda n: np.array([0, 2]))
+    assert len(part) == 2 and rows.tolist() == [0, 2]
+    with pytest.raises(TransferkitError, match=r"rows sampled from '.*d\.npz': x\[1\] contains NaN"):
+        load_rows(str(tmp_path / "d.npz"), lambda n: np.array([0, 4]))

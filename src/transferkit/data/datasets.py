@@ -192,11 +192,12 @@ def length_order(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
     return Subset(dataset, order), order
 
 
-def load_npz(path: str | Path, task: str = "classification") -> ArrayDataset:
+def load_npz(path: str | Path, task: str = "classification", rows: np.ndarray | None = None) -> ArrayDataset:
     """An ``.npz`` file with arrays ``x`` and ``y`` (loaded without pickle).
 
     ``y`` holds class indices or names ``[N]`` (classification), multi-hot 0/1 ``[N, C]``
-    (multilabel) or numbers ``[N]`` / ``[N, k]`` (regression).
+    (multilabel) or numbers ``[N]`` / ``[N, k]`` (regression). ``rows``: keep only these examples
+    (converted and checked after the cut; an error then numbers them within the sample).
     """
     path = Path(path)
     how = "save it with numpy.savez(path, x=..., y=...)"
@@ -217,7 +218,11 @@ def load_npz(path: str | Path, task: str = "classification") -> ArrayDataset:
                                "(numbers only, no Python objects).") from None
     if y.ndim == 0 or len(y) == 0:
         raise TransferkitError(f"'{path}' holds no examples ('y' is empty or a single value); {how}.")
-    return ArrayDataset(x, y, name=path.stem, task=task, source=f"'{path}'")
+    if rows is None:
+        return ArrayDataset(x, y, name=path.stem, task=task, source=f"'{path}'")
+    if len(x) != len(y):
+        raise TransferkitError(f"'{path}': {len(x)} inputs but {len(y)} labels; give one label per input.")
+    return ArrayDataset(x[rows], y[rows], name=path.stem, task=task, source=f"the rows sampled from '{path}'")
 
 
 def _read_text_rows(path: Path) -> list[dict]:

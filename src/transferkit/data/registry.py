@@ -126,6 +126,17 @@ def load_rows(spec: str, pick: Callable[[int], np.ndarray], data_root: str | Pat
     they are resized and standardised (both act on each example alone), so a sample of a large
     dataset costs a sample's work; files are read lazily anyway.
     """
+    path = Path(spec)
+    if path.suffix == ".npz" and path.is_file():  # only the sampled examples are converted and checked
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                total = len(data["y"])
+        except Exception:  # not a readable archive with 'y': load_npz names the problem
+            total = None
+        if total:
+            rows = np.asarray(pick(total), dtype=np.int64)
+            ds = _resized(load_npz(path, task=task, rows=rows), image_size)
+            return (standardized(ds, f"'{spec}'") if preprocess == "standardize" else ds), rows
     ds = _load(spec, data_root, image_size, channels, task, resize=False)
     rows = np.asarray(pick(len(ds)), dtype=np.int64)
     if not isinstance(ds, ArrayDataset):

@@ -111,15 +111,20 @@ def _array(feats, name: str) -> np.ndarray:
 
 
 def _errors(train, held: list, cs: Sequence[float], seed: int) -> np.ndarray:
-    """Error of a standardised logistic regression (one per C) on each held-out part: ``[len(cs), len(held)]``."""
+    """Error of a standardised logistic regression (one per C) on each held-out part: ``[len(cs), len(held)]``.
+
+    The features are standardised once (on the training part) and the Cs are fitted in increasing order,
+    each starting from the previous solution (the regularisation path): the same convex problems, solved
+    to the same tolerance, in about half the time."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    scaler = StandardScaler().fit(train[0])
+    x_train, held = scaler.transform(train[0]), [(scaler.transform(x), y) for x, y in held]
+    clf = LogisticRegression(max_iter=2000, random_state=seed, warm_start=True)
     out = np.empty((len(cs), len(held)))
-    for i, c in enumerate(cs):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
-        clf.fit(*train)
+    for i in np.argsort(cs, kind="stable"):
+        clf.set_params(C=cs[i]).fit(x_train, train[1])
         out[i] = [np.mean(clf.predict(x) != y) for x, y in held]
     return out
 
