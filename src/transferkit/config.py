@@ -279,7 +279,7 @@ class _DuplicateKey(yaml.YAMLError):
         self.key, self.problem_mark = key, mark
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where PyYAML has it (~10x faster)
     """YAML's safe loader, except that a mapping naming a key twice is an error (PyYAML keeps the last)."""
 
     def construct_mapping(self, node, deep=False):
@@ -348,12 +348,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None, schema=Run
         raw = _yaml_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise TransferkitError(f"Config file '{path}' is not UTF-8 text; re-save it as UTF-8.") from None
-    except RecursionError:
-        raise TransferkitError(f"Config file '{path}' is nested too deeply to read; flatten it.") from None
     except _DuplicateKey as e:
         raise TransferkitError(f"Config file '{path}' gives key {e.key!r} twice (line {e.problem_mark.line + 1}); "
                                "keep one of them.") from None
-    except yaml.YAMLError as e:
+    except (RecursionError, yaml.YAMLError) as e:
+        # too deep: the Python parser recurses past Python's limit, libyaml stops at its own nesting limit
+        if isinstance(e, RecursionError) or "maximum nesting depth" in str(e):
+            raise TransferkitError(f"Config file '{path}' is nested too deeply to read; flatten it.") from None
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise TransferkitError(f"Config file '{path}' is not valid YAML{where}; fix the syntax there.") from None
