@@ -18,14 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/transferkit demo --overwrite
 
-# lint-imports checks the layer contract of pyproject.toml ([tool.importlinter])
+# lint-imports checks the layer contract of pyproject.toml ([tool.importlinter]); pytest runs one worker
+# per core (pytest-xdist), each test file on one worker, one thread each (tests/conftest.py)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_loop.py

@@ -1,16 +1,27 @@
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# Under pytest-xdist (`make test` runs one worker per core) each worker, and every process it starts,
+# keeps to one thread: two workers with two threads each would oversubscribe the cores many times over.
+XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+if XDIST_WORKER:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+import numpy as np  # noqa: E402 - after the thread settings, which numpy's BLAS reads at import
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("TRANSFERKIT_DATA", str(SHARED_DATA))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1 if XDIST_WORKER else max(1, min(2, os.cpu_count() or 1)))
+if XDIST_WORKER:  # numpy's BLAS too, in case a plugin imported numpy before the variables above were set
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 @pytest.fixture
