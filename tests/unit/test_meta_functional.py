@@ -86,6 +86,17 @@ def test_first_order_maml_drops_the_hessian_and_differs_from_second_order():
     assert max((a - b).abs().max().item() for a, b in zip(fo, so)) > 1e-4
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+def test_an_outer_torch_func_grad_gives_the_same_meta_gradient(first_order):
+    """The meta-gradient may also be taken functionally; the first-order detach holds at that level too."""
+    net, data = _net(), _tasks()
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    got = torch.func.grad(lambda p: maml_loss(net, p, *data, steps=2, lr=0.4, first_order=first_order))(params)
+    ref = _unrolled_meta_grad(net, *data, steps=2, lr=0.4, first_order=first_order)
+    for name, b in zip(params, ref):
+        torch.testing.assert_close(got[name], b, **TOL)
+
+
 def test_first_order_with_one_step_is_the_query_gradient_at_the_adapted_weights():
     net, (sx, sy, qx, qy) = _net(), _tasks(tasks=1)
     params = dict(net.named_parameters())
