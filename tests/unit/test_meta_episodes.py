@@ -56,7 +56,7 @@ def test_episodes_never_mix_the_splits_classes():
     splits = split_classes(range(CLASSES), (6, 2, 2), seed=0)
     for split, n_way in (("train", 5), ("val", 2), ("test", 2)):
         sampler = EpisodeSampler(ds, splits[split], n_way=n_way, k_shot=2, q_queries=3, seed=1, name=split)
-        for i in range(20):
+        for i in range(10):
             ep = sampler.episode(i)
             seen = {int(ds.targets[r]) for r in _rows(ep.support_x) + _rows(ep.query_x)}
             assert seen <= set(splits[split])

@@ -117,6 +117,26 @@ def test_vmapped_meta_batch_equals_a_python_loop():
         torch.testing.assert_close(a, b, **TOL)
 
 
+def test_batch_norm_with_per_task_statistics_vmaps_like_a_loop():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, track_running_stats=False), nn.Tanh(),
+                        nn.Linear(6, 3)).double()
+    sx, sy, qx, qy = _tasks(tasks=2)
+    params = dict(net.named_parameters())
+    batched = maml_loss(net, params, sx, sy, qx, qy, steps=1, lr=0.3)
+    looped = sum(task_loss(net, adapt(net, params, sx[t], sy[t], 1, 0.3), qx[t], qy[t]) for t in range(2)) / 2
+    torch.testing.assert_close(batched, looped, **TOL)
+
+
+def test_batch_norm_tracking_running_statistics_in_training_mode_is_refused():
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3)).double()
+    sx, sy, qx, qy = _tasks(tasks=2)
+    with pytest.raises(ValueError, match="layer '1' .* track_running_stats=False or call model.eval"):
+        maml_loss(net, dict(net.named_parameters()), sx, sy, qx, qy, steps=1, lr=0.1)
+    net.eval()  # stored statistics: allowed
+    assert torch.isfinite(maml_loss(net, dict(net.named_parameters()), sx, sy, qx, qy, steps=1, lr=0.1))
+
+
 def test_anil_adapts_only_the_head():
     net, (sx, sy, _, _) = _net(), _tasks(tasks=1)
     params = dict(net.named_parameters())

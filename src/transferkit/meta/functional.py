@@ -6,9 +6,10 @@ meta-gradient is whatever ``torch.autograd`` (or an outer ``torch.func.grad``) f
 differentiating through :func:`adapt`, and :func:`maml_loss` runs the tasks of a meta-batch at once
 with ``torch.func.vmap``.
 
-The module's buffers are used as they are: a model with batch norm must be in eval mode (or use
-``track_running_stats=False``), since ``vmap`` refuses the in-place update of running statistics;
-dropout under ``vmap`` needs ``randomness`` (see :func:`maml_loss`).
+The module's buffers are used as they are. Batch norm in training mode must not track running
+statistics (``track_running_stats=False``: each task's own batch statistics, as MAML's reference
+code normalises), since the transforms refuse the in-place update of a captured buffer; in eval mode
+it uses its stored statistics. Dropout under ``vmap`` needs ``randomness`` (see :func:`maml_loss`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def task_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], x: tor
     return loss_fn(logits_of(functional_call(model, dict(params), (x,))), y)
 
 
+def _check_batch_norm(model: torch.nn.Module) -> None:
+    """Refuse batch norm that would update running statistics inside the transforms."""
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
+            raise ValueError(f"Batch norm layer '{name}' updates running statistics in training mode, which the "
+                             "inner loop cannot do; build it with track_running_stats=False or call model.eval().")
+
+
 def _step_size(lr: float | Mapping[str, torch.Tensor], name: str):
     """The inner learning rate of one parameter: a number, or (Meta-SGD) its own learned tensor."""
     return lr[name] if isinstance(lr, Mapping) else lr
@@ -65,6 +74,7 @@ def adapt(model: torch.nn.Module, params: Mapping[str, torch.Tensor], support_x:
         support_x: ``[S, ...]``; support_y: ``[S]``; returns ``{name: tensor}`` with every name of
         ``params``.
     """
+    _check_batch_norm(model)
     names = list(params) if trainable is None else list(trainable)
     unknown = [n for n in names if n not in params]
     if unknown:
@@ -102,6 +112,7 @@ def maml_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], suppor
         support_x: ``[T, S, ...]``; support_y: ``[T, S]``; query_x: ``[T, Q, ...]``;
         query_y: ``[T, Q]``; returns a scalar.
     """
+    _check_batch_norm(model)
     params, lr = dict(params), (dict(lr) if isinstance(lr, Mapping) else lr)
 
     def one_task(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
