@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transferkit.errors import TransferkitError
 from transferkit.meta.functional import (
     adapt,
     adapt_batch,
@@ -131,7 +132,7 @@ def test_batch_norm_with_per_task_statistics_vmaps_like_a_loop():
 def test_batch_norm_tracking_running_statistics_in_training_mode_is_refused():
     net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3)).double()
     sx, sy, qx, qy = _tasks(tasks=2)
-    with pytest.raises(ValueError, match="layer '1' .* track_running_stats=False or call model.eval"):
+    with pytest.raises(TransferkitError, match="layer '1' .* track_running_stats=False or call model.eval"):
         maml_loss(net, dict(net.named_parameters()), sx, sy, qx, qy, steps=1, lr=0.1)
     net.eval()  # stored statistics: allowed
     assert torch.isfinite(maml_loss(net, dict(net.named_parameters()), sx, sy, qx, qy, steps=1, lr=0.1))
@@ -151,7 +152,7 @@ def test_anil_adapts_only_the_head():
 
 def test_adapt_refuses_an_unknown_trainable_name():
     net, (sx, sy, _, _) = _net(), _tasks(tasks=1)
-    with pytest.raises(ValueError, match="'trainable' names 'head.weight'"):
+    with pytest.raises(TransferkitError, match="'trainable' names 'head.weight'"):
         adapt(net, dict(net.named_parameters()), sx[0], sy[0], 1, 0.1, trainable=["head.weight"])
 
 
@@ -236,7 +237,7 @@ def test_proto_logits_cosine_is_scaled_cosine_similarity():
 
 
 def test_proto_logits_refuse_an_unknown_metric():
-    with pytest.raises(ValueError, match="'metric'"):
+    with pytest.raises(TransferkitError, match="'metric'"):
         proto_logits(torch.zeros(1, 2), torch.zeros(2, 2), metric="manhattan")
 
 

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from transferkit.errors import TransferkitError
+
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -43,7 +45,7 @@ def _check_batch_norm(model: torch.nn.Module) -> None:
     """Refuse batch norm that would update running statistics inside the transforms."""
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
-            raise ValueError(f"Batch norm layer '{name}' updates running statistics in training mode, which the "
+            raise TransferkitError(f"Batch norm layer '{name}' updates running statistics in training mode, which the "
                              "inner loop cannot do; build it with track_running_stats=False or call model.eval().")
 
 
@@ -78,7 +80,7 @@ def adapt(model: torch.nn.Module, params: Mapping[str, torch.Tensor], support_x:
     names = list(params) if trainable is None else list(trainable)
     unknown = [n for n in names if n not in params]
     if unknown:
-        raise ValueError(f"adapt: 'trainable' names {unknown[0]!r}, which is not among the parameters; "
+        raise TransferkitError(f"adapt: 'trainable' names {unknown[0]!r}, which is not among the parameters; "
                          "use names from model.named_parameters().")
     fast = dict(params)
 
@@ -182,7 +184,7 @@ def proto_logits(query_features: torch.Tensor, protos: torch.Tensor, metric: str
         query_features: ``[Q, D]``; protos: ``[N, D]``; returns ``[Q, N]``.
     """
     if metric not in METRICS:
-        raise ValueError(f"proto_logits: 'metric' must be one of {', '.join(METRICS)}; got {metric!r}.")
+        raise TransferkitError(f"proto_logits: 'metric' must be one of {', '.join(METRICS)}; got {metric!r}.")
     if metric == "euclidean":
         dist = (query_features.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)
         return -(1.0 if scale is None else scale) * dist
