@@ -6,7 +6,7 @@ from transferkit.backbones import BACKBONES, create_backbone, download_weights, 
 from transferkit.backbones.tv import ARCHS
 from transferkit.errors import TransferkitError
 
-SMALL = {"mlp": dict(in_features=12), "small_cnn": dict(in_channels=1)}
+SMALL = {"mlp": dict(in_features=12), "small_cnn": dict(in_channels=1), "conv4": dict(in_channels=1, image_size=16)}
 
 
 def _input(name):
@@ -27,7 +27,7 @@ def test_torchvision_backbones_follow_the_contract(name):
 
 
 def test_every_registered_name_is_listed():
-    assert set(ARCHS) | {"mlp", "small_cnn", "hf_text", "fusion"} == set(list_backbones())
+    assert set(ARCHS) | {"mlp", "small_cnn", "conv4", "hf_text", "fusion"} == set(list_backbones())
     assert list_backbones("res*") == ["resnet18", "resnet50"]
 
 

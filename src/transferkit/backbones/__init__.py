@@ -13,7 +13,7 @@ from collections.abc import Callable
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.fusion import FusionBackbone
 from transferkit.backbones.hf import HFTextEncoder, minilm_path
-from transferkit.backbones.small import MLP, SmallCNN
+from transferkit.backbones.small import MLP, Conv4, SmallCNN
 from transferkit.backbones.timm_nets import TimmBackbone
 from transferkit.backbones.tv import ARCHS, TorchvisionBackbone, resolve_imagenet
 from transferkit.backbones.weights import download_weights, load_into, read_state_dict
@@ -23,6 +23,7 @@ from transferkit.registry import Registry, check_kwargs
 BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
 BACKBONES.register("mlp")(MLP)
 BACKBONES.register("small_cnn")(SmallCNN)
+BACKBONES.register("conv4")(Conv4)
 for _arch in ARCHS:
     BACKBONES.register(_arch, help=f"torchvision {_arch} (weights: PATH or 'imagenet' from the torch cache)")(
         lambda _a=_arch: TorchvisionBackbone(_a)

@@ -82,3 +82,34 @@ class SmallCNN(Backbone):
 
     def stages(self) -> list[nn.Module]:
         return [*self.blocks, self.proj]
+
+
+class Conv4(Backbone):
+    """The four-block embedding of Matching Networks (Vinyals et al., 2016), used by MAML and
+    Prototypical Networks: 4 x [3x3 conv (``width`` channels), batch norm, ReLU, 2x2 max-pool],
+    flattened (64 features for 28x28 Omniglot, 1600 for 84x84 images).
+
+    Args:
+        in_channels: 1 for grey images, 3 for RGB.
+        width: channels of every block (64 in the papers).
+        image_size: the side of the square input images (sets ``num_features``).
+    """
+
+    input_kind = "image"
+
+    def __init__(self, in_channels: int = 1, width: int = 64, image_size: int = 28) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(_conv_block(in_channels if i == 0 else width, width, pool=True)
+                                      for i in range(4)))
+        side = image_size
+        for _ in range(4):
+            side //= 2
+        if side < 1:
+            raise TransferkitError(f"conv4: 'image_size' must be at least 16 (four 2x2 poolings); got {image_size}.")
+        self.num_features = width * side * side
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x).flatten(1)
+
+    def stages(self) -> list[nn.Module]:
+        return list(self.blocks)
