@@ -245,6 +245,76 @@ class MultitaskConfig(_Strict):
     train: TrainSettings = TrainSettings()
 
 
+class MetaData(_Strict):
+    dataset: str  # an .npz with x, y (or Omniglot's omniglot.npz), or a named dataset "name:domain"
+    split: Literal["vinyals"] | list[float] = [0.6, 0.2, 0.2]  # class split: "vinyals" (Omniglot's lists), or train/val/test fractions (or integer counts) drawn with split_seed
+    classes: dict[Literal["train", "val", "test"], list[int]] | None = None  # given class lists (overrides split)
+    split_seed: int = Field(0, ge=0)  # the draw of the class split
+    n_way: int = Field(5, ge=2)  # classes per episode (validation and test)
+    train_n_way: int | None = Field(None, ge=2)  # classes per meta-training episode (None: n_way; ProtoNets train at 60)
+    k_shot: int = Field(1, ge=1)  # support examples per class
+    q_queries: int = Field(15, ge=1)  # query examples per class
+    rotations: bool = False  # each class x 4 rotations of 90 degrees (the Omniglot protocol)
+    image_size: int | None = Field(None, ge=1)  # resize images to this square size
+    channels: Literal[1, 3] = 1  # image folders: 1 = greyscale, 3 = RGB
+    preprocess: Literal["none", "standardize"] = "none"  # standardize: each image to mean 0, std 1
+    data_dir: str | None = None  # folder with named external datasets (else $TRANSFERKIT_DATA)
+
+    @field_validator("split")
+    @classmethod
+    def _three_sizes(cls, split):
+        if isinstance(split, list) and len(split) != 3:
+            raise ValueError("give three sizes (train, val, test fractions adding up to 1, or integer counts)")
+        return split
+
+    @field_validator("classes")
+    @classmethod
+    def _all_three(cls, classes):
+        if classes is not None and set(classes) != {"train", "val", "test"}:
+            raise ValueError("give the three lists train, val and test")
+        return classes
+
+
+class MetaModel(_Strict):
+    backbone: str = "conv4"  # a name from `transferkit list backbones`
+    backbone_args: dict[str, Any] = {}  # keyword arguments of the backbone
+
+
+class MetaMethod(_Strict):
+    name: Literal["maml", "fomaml", "anil", "reptile", "protonet", "finetune"] = "protonet"
+    inner_steps: int = Field(1, ge=1)  # maml / fomaml / anil / reptile: gradient steps on the support set; finetune: steps on the new head
+    eval_inner_steps: int | None = Field(None, ge=1)  # steps when adapting to validation / test episodes (None: inner_steps)
+    inner_lr: float = Field(0.4, gt=0)  # inner-loop step size (finetune: the new head's)
+    learn_inner_lr: bool = False  # Meta-SGD: learn one step size per weight (maml, fomaml, anil)
+    meta_batch: int = Field(1, ge=1)  # episodes per outer update
+    metric: Literal["euclidean", "cosine"] = "euclidean"  # protonet: distance to the prototypes
+    batch_size: int = Field(64, ge=1)  # finetune: images per pre-training step on the meta-train classes
+
+    @model_validator(mode="after")
+    def _learned_rates_need_an_inner_loop(self) -> "MetaMethod":
+        if self.learn_inner_lr and self.name not in ("maml", "fomaml", "anil"):
+            raise ValueError(f"learn_inner_lr applies to maml, fomaml and anil, not {self.name!r}; set it to false")
+        return self
+
+
+class MetaTrain(_Strict):
+    iterations: int = Field(1000, ge=1)  # outer updates (meta-batches; finetune: pre-training batches)
+    lr: float = Field(1e-3, gt=0)  # outer learning rate (Adam; reptile: the step size epsilon of its update)
+    seed: int = Field(0, ge=0)  # weights and episodes
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: GPU when there is one
+    eval_every: int = Field(100, ge=1)  # iterations between meta-validations (and checkpoints)
+    val_episodes: int = Field(100, ge=1)  # meta-validation episodes each time
+    test_episodes: int = Field(600, ge=1)  # meta-test episodes at the end (mean and 95 % CI)
+
+
+class MetaConfig(_Strict):
+    name: str | None = None  # shown in reports
+    data: MetaData
+    model: MetaModel = MetaModel()
+    method: MetaMethod = MetaMethod()
+    train: MetaTrain = MetaTrain()
+
+
 def _fields(model: type[BaseModel], loc: tuple) -> list[str]:
     for key in loc:
         ann = model.model_fields.get(str(key))

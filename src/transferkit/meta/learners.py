@@ -1,0 +1,132 @@
+"""The meta-learning methods as small modules around a model: one outer update per meta-batch and the
+accuracy on a new episode after adapting to its support set. The maths is in :mod:`.functional`.
+
+- ``maml`` (Finn et al., 2017), ``fomaml`` (its first-order form), ``anil`` (Raghu et al., 2020: the
+  inner loop on the head only), optionally with Meta-SGD's learned step sizes (Li et al., 2017);
+- ``reptile`` (Nichol et al., 2018): adapt without a graph, move towards the adapted weights;
+- ``protonet`` (Snell et al., 2017): the backbone's features and distances to class prototypes;
+- ``finetune`` (Chen et al., 2019, "A Closer Look at Few-shot Classification", Baseline): ordinary
+  classification over the meta-train classes, then a new linear head fitted on each support set's
+  frozen features.
+
+A learner is an ``nn.Module`` holding the model and its own learned state (Meta-SGD's rates), so
+both are checkpointed together. Batch norm must use batch statistics (see
+:func:`batch_statistics_only`), as in MAML's reference code: each task normalises with its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad
+
+from transferkit.meta.episodes import Episode, EpisodeSampler
+from transferkit.meta.functional import (adapt, adapt_batch, logits_of, maml_loss, proto_logits, proto_loss,
+                                         prototypes, reptile_update)
+
+GRADIENT_METHODS = ("maml", "fomaml", "anil")
+
+
+def batch_statistics_only(model: nn.Module) -> nn.Module:
+    """Make every batch-norm layer normalise with the statistics of the batch it sees, in training
+    and evaluation alike (no running statistics), as the inner loop of :func:`.functional.adapt` needs."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+    return model
+
+
+def class_batch(sampler: EpisodeSampler, i: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch ``i`` of ordinary classification over every (class, rotation) of ``sampler``, labelled by
+    its index in ``sampler.classes``: a pure function of ``(sampler.seed, i)``, as episodes are."""
+    rng = np.random.default_rng([sampler.seed, i, 1])
+    picks = rng.integers(len(sampler.classes), size=size)
+    xs = []
+    for j in picks:
+        c, r = sampler.classes[j]
+        xs.append(sampler._item(int(rng.choice(sampler.index[c])), r))
+    return torch.stack(xs), torch.as_tensor(picks, dtype=torch.long)
+
+
+def fit_head(features: torch.Tensor, labels: torch.Tensor, n_way: int, steps: int, lr: float) -> tuple:
+    """A new linear head ``(W, b)`` from zeros, ``steps`` steps of gradient descent on the cross-entropy
+    of the (frozen) support features. Shape: features ``[S, D]``; returns ``W [n_way, D]``, ``b [n_way]``."""
+    head = (features.new_zeros(n_way, features.shape[1]), features.new_zeros(n_way))
+    loss = lambda h: F.cross_entropy(features @ h[0].T + h[1], labels)
+    for _ in range(steps):
+        g = grad(loss)(head)
+        head = (head[0] - lr * g[0], head[1] - lr * g[1])
+    return head
+
+
+class MetaLearner(nn.Module):
+    """One method of the module docstring around ``model`` (a ``TransferModel``: ``backbone.features``
+    and one head of ``n_way`` outputs, or of every meta-train class for ``finetune``)."""
+
+    def __init__(self, model: nn.Module, method: str, n_way: int, inner_steps: int = 1,
+                 eval_inner_steps: int | None = None, inner_lr: float = 0.4, learn_inner_lr: bool = False,
+                 metric: str = "euclidean") -> None:
+        super().__init__()
+        self.model, self.method, self.n_way, self.metric = batch_statistics_only(model), method, n_way, metric
+        self.inner_steps, self.eval_steps = inner_steps, eval_inner_steps or inner_steps
+        self.inner_lr = inner_lr
+        names = [n for n, _ in model.named_parameters()]
+        self.trainable = [n for n in names if n.startswith("heads.")] if method == "anil" else None
+        self.rates = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(torch.full_like(p, inner_lr))
+                                       for n, p in model.named_parameters() if n in (self.trainable or names)}
+                                      ) if learn_inner_lr else None
+
+    def _lr(self):
+        return {k.replace("__", "."): v for k, v in self.rates.items()} if self.rates is not None else self.inner_lr
+
+    def outer_loss(self, batch) -> torch.Tensor:
+        """The loss whose gradient is the outer update: a meta-batch of episodes (``[T, ...]``
+        tensors), or for ``finetune`` a classification batch ``(x, y)``."""
+        if self.method == "finetune":
+            x, y = batch
+            return F.cross_entropy(self.model(x).logits, y)
+        if self.method == "protonet":
+            return torch.stack([self._proto(sx, sy, qx, qy)[0] for sx, sy, qx, qy in
+                                zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y)]).mean()
+        return maml_loss(self.model, dict(self.model.named_parameters()), batch.support_x, batch.support_y,
+                         batch.query_x, batch.query_y, self.inner_steps, self._lr(),
+                         first_order=self.method == "fomaml", trainable=self.trainable)
+
+    def _proto(self, sx, sy, qx, qy):
+        f = self.model.backbone.features(torch.cat([sx, qx]))  # one pass: batch norm sees the episode
+        sf, qf = f[:len(sx)], f[len(sx):]
+        return proto_loss(sf, sy, qf, qy, int(sy.max()) + 1, self.metric), sf, qf
+
+    @torch.no_grad()
+    def reptile_step(self, batch: Episode, epsilon: float) -> float:
+        """Reptile's outer update in place; returns the mean query loss of the adapted weights."""
+        params = {n: p.detach() for n, p in self.model.named_parameters()}
+        adapted = adapt_batch(self.model, params, batch.support_x, batch.support_y, self.inner_steps, self.inner_lr)
+        loss = torch.stack([F.cross_entropy(logits_of(functional_call(
+            self.model, {n: w[t] for n, w in adapted.items()}, (qx,))), qy)
+            for t, (qx, qy) in enumerate(zip(batch.query_x, batch.query_y))]).mean()
+        for n, p in reptile_update(params, adapted, epsilon).items():
+            self.model.get_parameter(n).copy_(p)
+        return float(loss)
+
+    def accuracy(self, ep: Episode) -> float:
+        """The query accuracy on a new episode after adapting to its support set."""
+        sx, sy, qx, qy = ep.support_x, ep.support_y, ep.query_x, ep.query_y
+        with torch.no_grad():
+            if self.method == "protonet":
+                _, sf, qf = self._proto(sx, sy, qx, qy)
+                logits = proto_logits(qf, prototypes(sf, sy, self.n_way), self.metric)
+            elif self.method == "finetune":
+                f = self.model.backbone.features(torch.cat([sx, qx]))
+                w, b = fit_head(f[:len(sx)], sy, self.n_way, self.eval_steps, self.inner_lr)
+                logits = f[len(sx):] @ w.T + b
+            else:  # torch.func.grad differentiates inside no_grad
+                lr = self._lr()
+                lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
+                params = {n: p.detach() for n, p in self.model.named_parameters()}
+                fast = adapt(self.model, params, sx, sy, self.eval_steps, lr, first_order=True, trainable=self.trainable)
+                logits = logits_of(functional_call(self.model, fast, (qx,)))
+        return float((logits.argmax(1) == qy).float().mean())

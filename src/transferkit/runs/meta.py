@@ -1,0 +1,216 @@
+"""``transferkit meta CONFIG``: meta-train one method on episodes of the meta-train classes, validate on
+episodes of the meta-validation classes, test on episodes of the meta-test classes; one run directory.
+
+Layout: ``config.yaml``, ``metrics.jsonl`` (one record per meta-validation: iteration, mean meta-train
+loss since the last record, validation accuracy and its 95 % CI, seconds), ``checkpoints/epoch-NNNN``
+(NNNN = iterations done; the whole learner, Adam's state and the iteration count), ``model.safetensors``,
+``results.json`` (test accuracy mean ± 1.96 std / sqrt(n) over ``train.test_episodes``), ``report.html``.
+
+The loop is this file's own, not ``engine.Trainer``'s: see ARCHITECTURE.md ("Meta-learning runs").
+Episode ``i`` of a sampler is a pure function of ``(seed, i)`` and meta-batch ``t`` holds episodes
+``t * meta_batch ..``, so the iteration count is all a resumed run needs to draw what it would have drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transferkit.backbones import create_backbone
+from transferkit.config import MetaConfig, MetaData, dump_config, load_config, parse_config
+from transferkit.data.datasets import ArrayDataset, standardized
+from transferkit.data.registry import load_dataset
+from transferkit.engine import checkpoint as ckpt
+from transferkit.engine.progress import EpochProgress
+from transferkit.errors import TransferkitError
+from transferkit.heads import create_head
+from transferkit.meta import EpisodeSampler, check_disjoint, split_classes
+from transferkit.meta.learners import MetaLearner, class_batch
+from transferkit.model import TransferModel
+from transferkit.report.meta import meta_report
+
+SPLITS = ("train", "val", "test")
+
+
+def _omniglot(path: Path, image_size: int | None) -> tuple[ArrayDataset, dict[str, list[int]]]:
+    """Omniglot's background + evaluation characters as one dataset (evaluation classes numbered after
+    the background ones) and the Vinyals split lists of Snell et al. stored in the file."""
+    with np.load(path, allow_pickle=False) as d:
+        n_bg = len(d["char_id_background"])
+        ds = ArrayDataset(np.concatenate([d["x_background"], d["x_evaluation"]]),
+                          np.concatenate([d["y_background"], d["y_evaluation"] + n_bg]).astype(np.int64),
+                          name="omniglot")
+        code = np.concatenate([d["vinyals_split_background"], d["vinyals_split_evaluation"]])
+    vinyals = {s: np.flatnonzero(code == k).tolist() for k, s in enumerate(SPLITS)}
+    return (ds.resize(image_size) if image_size else ds), vinyals
+
+
+def _is_omniglot(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            return "x_background" in d.files
+    except Exception:  # not an archive: load_dataset says so in its own words
+        return False
+
+
+def load_meta_data(cfg: MetaData) -> tuple[ArrayDataset, dict[str, list[int]]]:
+    """The dataset and its disjoint meta-train / val / test classes (given, Vinyals', or drawn)."""
+    path, vinyals = Path(cfg.dataset), None
+    if path.suffix == ".npz" and path.is_file() and _is_omniglot(path):
+        ds, vinyals = _omniglot(path, cfg.image_size)
+    else:
+        ds = load_dataset(cfg.dataset, cfg.data_dir, cfg.image_size, channels=cfg.channels)
+    if cfg.preprocess == "standardize":
+        ds = standardized(ds, f"'{cfg.dataset}'")
+    present = set(np.unique(np.asarray(ds.targets)).tolist())
+    if cfg.classes is not None:
+        splits = {s: list(cfg.classes[s]) for s in SPLITS}
+        unknown = sorted(c for s in SPLITS for c in splits[s] if c not in present)
+        if unknown:
+            raise TransferkitError(f"data.classes names class {unknown[0]}, which '{cfg.dataset}' does not have; "
+                                   "list classes of the data only.")
+    elif cfg.split == "vinyals":
+        if vinyals is None:
+            raise TransferkitError(f"data.split 'vinyals' needs Omniglot's omniglot.npz, and '{cfg.dataset}' has no "
+                                   "Vinyals lists; give data.split as three fractions or data.classes.")
+        splits = vinyals
+    else:
+        whole = all(float(v).is_integer() for v in cfg.split) and sum(cfg.split) > 1
+        splits = split_classes(sorted(present), [int(v) for v in cfg.split] if whole else cfg.split, cfg.split_seed)
+    check_disjoint(splits)
+    return ds, splits
+
+
+def build_learner(cfg: MetaConfig, train: EpisodeSampler, image_shape: tuple) -> MetaLearner:
+    """The model (backbone + a head of n_way outputs, or of every meta-train class for ``finetune``)
+    inside its method, initialised from ``train.seed``."""
+    torch.manual_seed(cfg.train.seed)
+    m, args = cfg.method, dict(cfg.model.backbone_args)
+    if cfg.model.backbone == "conv4":
+        args = {"in_channels": image_shape[0], "image_size": image_shape[-1]} | args
+    backbone = create_backbone(cfg.model.backbone, **args)
+    outputs = len(train.classes) if m.name == "finetune" else cfg.data.n_way
+    model = TransferModel(backbone, create_head("linear", backbone.num_features, outputs))
+    return MetaLearner(model, m.name, cfg.data.n_way, m.inner_steps, m.eval_inner_steps, m.inner_lr,
+                       m.learn_inner_lr, m.metric)
+
+
+def _samplers(cfg: MetaConfig, ds, splits) -> dict[str, EpisodeSampler]:
+    d, seed = cfg.data, cfg.train.seed
+    if d.train_n_way not in (None, d.n_way) and cfg.method.name not in ("protonet", "finetune"):
+        raise TransferkitError(f"data.train_n_way={d.train_n_way} differs from data.n_way={d.n_way}, which only "
+                               f"protonet and finetune allow, not {cfg.method.name}; remove data.train_n_way.")
+    way = {"train": d.train_n_way or d.n_way, "val": d.n_way, "test": d.n_way}
+    return {s: EpisodeSampler(ds, splits[s], way[s], d.k_shot, d.q_queries, d.rotations, seed=3 * seed + k,
+                              name=f"meta-{s if s != 'val' else 'validation'}") for k, s in enumerate(SPLITS)}
+
+
+def _on(ep, device):
+    return type(ep)(*(getattr(ep, f).to(device) for f in ("support_x", "support_y", "query_x", "query_y")), ep.classes)
+
+
+def evaluate_episodes(learner: MetaLearner, sampler: EpisodeSampler, n: int, device) -> dict:
+    """Mean query accuracy over episodes ``0..n-1`` of ``sampler`` and its 95 % CI (1.96 std / sqrt(n))."""
+    learner.eval()
+    accs = np.array([learner.accuracy(_on(sampler.episode(i), device)) for i in range(n)])
+    learner.train()
+    return {"accuracy": float(accs.mean()), "ci95": float(1.96 * accs.std() / np.sqrt(n)), "episodes": n}
+
+
+def _outer_step(learner: MetaLearner, opt, sampler: EpisodeSampler, cfg: MetaConfig, i: int, device) -> float:
+    """Meta-iteration ``i``: one outer update; returns its meta-train loss."""
+    torch.manual_seed(cfg.train.seed * 1_000_003 + i)  # dropout, if any, replays on resume
+    m = cfg.method
+    if m.name == "finetune":
+        batch = tuple(t.to(device) for t in class_batch(sampler, i, m.batch_size))
+    else:
+        batch = _on(sampler.batch(i * m.meta_batch, m.meta_batch), device)
+    if m.name == "reptile":
+        return learner.reptile_step(batch, cfg.train.lr)
+    opt.zero_grad(set_to_none=True)
+    loss = learner.outer_loss(batch)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def _resume(out: Path, learner, opt) -> tuple[int, float]:
+    """Load the last checkpoint (iterations done, seconds spent) and drop later metric records."""
+    latest = ckpt.latest_checkpoint(out / "checkpoints")
+    if latest is None:
+        return 0, 0.0
+    state, optim = ckpt.read_checkpoint(latest, learner)
+    opt.load_state_dict(optim)
+    metrics = out / "metrics.jsonl"
+    if metrics.is_file():
+        keep = [r for r in metrics.read_text().splitlines() if r.strip() and json.loads(r)["iteration"] <= state["iteration"]]
+        ckpt.atomic_write_text(metrics, "".join(r + "\n" for r in keep))
+    return state["iteration"], state["seconds"]
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TransferkitError("train.device is 'cuda' but no GPU is visible; set train.device to 'auto' or 'cpu'.")
+    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite: bool = False, resume: bool = False,
+             progress: bool | None = None, overrides: list[str] | None = None, on_eval=None) -> dict:
+    """Meta-train, validate and test one method; write the run directory; return ``results.json``'s dict.
+
+    ``on_eval(record)`` is called after each meta-validation, once its checkpoint is written.
+
+    Example:
+        >>> res = run_meta("examples/meta/omniglot_protonet.yaml", out="runs/protonet")
+        >>> res["test"]["accuracy"], res["test"]["ci95"]
+    """
+    from transferkit.api import prepare_run_dir
+
+    cfg = config if isinstance(config, MetaConfig) else (
+        parse_config(dict(config), "config", overrides, schema=MetaConfig) if isinstance(config, dict)
+        else load_config(config, overrides, schema=MetaConfig))
+    out, device, t = Path(out), _device(cfg.train.device), cfg.train
+    ds, splits = load_meta_data(cfg.data)
+    samplers = _samplers(cfg, ds, splits)  # every episode error is raised before the run directory is touched
+    learner = build_learner(cfg, samplers["train"], tuple(ds[0][0].shape)).to(device)
+    prepare_run_dir(out, overwrite, resume)
+    if resume and (out / "results.json").is_file():
+        return json.loads((out / "results.json").read_text())
+    if not resume:
+        (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    opt = torch.optim.Adam(learner.parameters(), lr=t.lr)
+    start, seconds = _resume(out, learner, opt) if resume else (0, 0.0)
+    keys, losses = set(learner.state_dict()), []
+    with EpochProgress(t.iterations - start, progress, description=f"meta-train {cfg.method.name}") as bar:
+        for i in range(start, t.iterations):
+            tic = time.perf_counter()
+            losses.append(_outer_step(learner, opt, samplers["train"], cfg, i, device))
+            seconds += time.perf_counter() - tic
+            bar.advance(info=f"loss {losses[-1]:.3f}")
+            done = i + 1
+            if done % t.eval_every and done != t.iterations:
+                continue
+            val = evaluate_episodes(learner, samplers["val"], t.val_episodes, device)
+            record = {"iteration": done, "train/loss": float(np.mean(losses)), "val/accuracy": val["accuracy"],
+                      "val/ci95": val["ci95"], "seconds": seconds}
+            with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            ckpt.save_checkpoint(out / "checkpoints", done, learner, opt, {"iteration": done, "seconds": seconds},
+                                 keep=set(), keys=keys)
+            losses = []
+            if on_eval is not None:
+                on_eval(record)
+    tic = time.perf_counter()
+    test = evaluate_episodes(learner, samplers["test"], t.test_episodes, device)
+    results = {"name": cfg.name or out.name, "method": cfg.method.name, "n_way": cfg.data.n_way,
+               "k_shot": cfg.data.k_shot, "iterations": t.iterations, "test": test,
+               "classes": {s: len(splits[s]) for s in SPLITS}, "train_seconds": seconds,
+               "test_seconds": time.perf_counter() - tic, "device": device.type}
+    ckpt.save_weights(learner, out / "model.safetensors")
+    ckpt.atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    meta_report(out, results)
+    return results

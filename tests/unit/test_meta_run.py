@@ -1,0 +1,200 @@
+"""runs/meta.py and meta/learners.py: the run directory, every method end to end, config errors, refusing to
+overwrite, exact resume after an interruption, the CI formula, the Omniglot loader."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from transferkit.backbones import create_backbone
+from transferkit.errors import TransferkitError
+from transferkit.meta import Episode, EpisodeSampler
+from transferkit.meta.learners import class_batch, fit_head
+from transferkit.runs.meta import build_learner, evaluate_episodes, load_meta_data, run_meta
+from transferkit.config import MetaConfig, parse_config
+
+METHODS = ["maml", "fomaml", "anil", "reptile", "protonet", "finetune"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run fastest on one thread (and the cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_images(tmp_path):
+    """12 classes of 8 16x16 binary images: a random pattern per class, 10 % of its pixels flipped."""
+    rng = np.random.default_rng(0)
+    protos = rng.random((12, 16, 16)) > 0.5
+    x = np.concatenate([np.where(rng.random((8, 16, 16)) < 0.1, ~p, p) for p in protos]).astype(np.uint8) * 255
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=x, y=np.repeat(np.arange(12), 8))
+    return path
+
+
+def config(npz, method="protonet", **train) -> dict:
+    return {"data": {"dataset": str(npz), "split": [6, 3, 3], "n_way": 3, "k_shot": 1, "q_queries": 2},
+            "model": {"backbone_args": {"width": 8}},
+            "method": {"name": method, "meta_batch": 2, "inner_lr": 0.1, "batch_size": 8},
+            "train": {"iterations": 4, "eval_every": 2, "val_episodes": 4, "test_episodes": 10, "device": "cpu"} | train}
+
+
+def test_run_directory_holds_config_metrics_checkpoint_results_and_report(tiny_images, tmp_path):
+    res = run_meta(config(tiny_images), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert {"config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "results.json", "report.html",
+            "val_accuracy.png"} <= {p.name for p in run.iterdir()}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [2, 4]
+    assert all(0 <= r["val/accuracy"] <= 1 and np.isfinite(r["train/loss"]) for r in records)
+    assert (run / "checkpoints" / "LATEST").read_text() == "epoch-0004"
+    assert json.loads((run / "results.json").read_text()) == res
+    assert res["classes"] == {"train": 6, "val": 3, "test": 3} and res["test"]["episodes"] == 10
+    assert "protonet" in (run / "report.html").read_text()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_end_to_end_and_changes_the_weights(tiny_images, tmp_path, method):
+    cfg = parse_config(config(tiny_images, method), schema=MetaConfig)
+    ds, splits = load_meta_data(cfg.data)
+    sampler = EpisodeSampler(ds, splits["train"], 3, 1, 2, seed=0)
+    before = build_learner(cfg, sampler, (1, 16, 16)).state_dict()
+    res = run_meta(cfg, tmp_path / method, progress=False)
+    after = load_file(str(tmp_path / method / "model.safetensors"))
+    assert set(after) == set(before)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert 0 <= res["test"]["accuracy"] <= 1 and res["method"] == method
+
+
+def test_meta_sgd_learns_its_inner_rates(tiny_images, tmp_path):
+    run_meta(config(tiny_images, "fomaml") | {"method": {"name": "maml", "learn_inner_lr": True, "inner_lr": 0.1}},
+             tmp_path / "msgd", progress=False)
+    rates = {k: v for k, v in load_file(str(tmp_path / "msgd" / "model.safetensors")).items() if k.startswith("rates.")}
+    assert rates and any(not torch.allclose(v, torch.full_like(v, 0.1)) for v in rates.values())
+
+
+@pytest.mark.parametrize("method", ["protonet", "fomaml", "reptile", "finetune"])
+def test_resume_after_an_interruption_ends_with_the_same_weights(tiny_images, tmp_path, method):
+    cfg = config(tiny_images, method, iterations=6)
+    run_meta(cfg, tmp_path / "whole", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill(record):
+        if record["iteration"] == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_meta(cfg, tmp_path / "cut", progress=False, on_eval=kill)
+    assert not (tmp_path / "cut" / "results.json").exists()
+    seen = []
+    res = run_meta(cfg, tmp_path / "cut", resume=True, progress=False, on_eval=lambda r: seen.append(r["iteration"]))
+    assert seen == [6]  # it went on from the checkpoint of iteration 4, not from the start
+    whole, cut = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("whole", "cut"))
+    assert set(whole) == set(cut) and all(torch.equal(whole[k], cut[k]) for k in whole)
+    rows = lambda d: [{k: v for k, v in json.loads(r).items() if k != "seconds"}
+                      for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+    assert rows("cut") == rows("whole") and [r["iteration"] for r in rows("cut")] == [2, 4, 6]
+    assert res["test"] == json.loads((tmp_path / "whole" / "results.json").read_text())["test"]
+
+
+def test_an_existing_run_is_never_overwritten_unless_asked(tiny_images, tmp_path):
+    run_meta(config(tiny_images, iterations=2), tmp_path / "run", progress=False)
+    with pytest.raises(TransferkitError, match="already exists; pass --overwrite"):
+        run_meta(config(tiny_images, iterations=2), tmp_path / "run", progress=False)
+    run_meta(config(tiny_images, iterations=2, seed=1), tmp_path / "run", overwrite=True, progress=False)
+    assert "seed: 1" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("change,key", [
+    ({"data": {"n_way": 1}}, "data.n_way"),
+    ({"method": {"name": "mamll"}}, "method.name"),
+    ({"method": {"name": "reptile", "learn_inner_lr": True}}, "method"),
+    ({"data": {"split": [0.5, 0.5]}}, "data.split"),
+    ({"train": {"iterations": 0}}, "train.iterations"),
+    ({"train": {"test_episodes": True}}, "train.test_episodes"),
+    ({"data": {"split": "vinyals"}}, "data.split 'vinyals'"),
+    ({"data": {"n_way": 5}}, "n_way=5"),
+    ({"data": {"train_n_way": 4}, "method": {"name": "maml"}}, "data.train_n_way"),
+    ({"data": {"classes": {"train": [0, 1, 2], "val": [2, 3, 4], "test": [5, 6, 7]}}}, "share class 2"),
+    ({"data": {"classes": {"train": [0, 1, 2], "val": [3, 4, 40], "test": [5, 6, 7]}}}, "class 40"),
+])
+def test_bad_configs_name_the_key_before_any_file_is_written(tiny_images, tmp_path, change, key):
+    raw = config(tiny_images)
+    for section, values in change.items():
+        raw[section] = raw[section] | values
+    with pytest.raises(TransferkitError, match=key.replace("[", r"\[")):
+        run_meta(raw, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_given_classes_are_used_as_listed(tiny_images):
+    classes = {"train": [0, 1, 2, 3], "val": [4, 5, 6], "test": [9, 10, 11]}
+    cfg = parse_config(config(tiny_images) | {"data": config(tiny_images)["data"] | {"classes": classes}},
+                       schema=MetaConfig)
+    assert load_meta_data(cfg.data)[1] == classes
+
+
+def test_confidence_interval_is_1_96_std_over_sqrt_n():
+    class Stub:
+        accs = iter([1.0, 0.5, 0.5, 0.0])
+
+        def eval(self):
+            pass
+
+        train = eval
+
+        def accuracy(self, ep):
+            return next(self.accs)
+
+    class Episodes:
+        def episode(self, i):
+            return Episode(*(torch.zeros(1),) * 4, ())
+
+    got = evaluate_episodes(Stub(), Episodes(), 4, "cpu")
+    assert got["accuracy"] == 0.5 and got["ci95"] == pytest.approx(1.96 * np.sqrt(0.125) / 2)
+
+
+def test_fit_head_takes_gradient_steps_from_zero():
+    f = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    y = torch.tensor([0, 1])
+    w, b = fit_head(f, y, 2, steps=1, lr=1.0)
+    # at zero the softmax is uniform: dL/dW = (1/S) (p - onehot)^T f, dL/db = mean(p - onehot)
+    g = (torch.full((2, 2), 0.5) - F.one_hot(y, 2)).T @ f / 2
+    assert torch.allclose(w, -g) and torch.allclose(b, torch.zeros(2))
+
+
+def test_class_batches_are_reproducible_and_cover_rotated_classes(tiny_images):
+    cfg = parse_config(config(tiny_images) | {"data": config(tiny_images)["data"] | {"rotations": True}},
+                       schema=MetaConfig)
+    ds, splits = load_meta_data(cfg.data)
+    sampler = EpisodeSampler(ds, splits["train"], 3, 1, 2, rotations=True, seed=4)
+    (x, y), (x2, y2) = class_batch(sampler, 7, 32), class_batch(sampler, 7, 32)
+    assert torch.equal(x, x2) and torch.equal(y, y2) and x.shape == (32, 1, 16, 16)
+    assert int(y.max()) < len(sampler.classes) == 24
+    c, r = sampler.classes[int(y[0])]  # the image is one of its class's, rotated r quarter turns
+    assert any(torch.equal(torch.rot90(ds.x[i], r, dims=(-2, -1)), x[0]) for i in sampler.index[c])
+
+
+def test_conv4_has_the_papers_feature_sizes():
+    assert create_backbone("conv4").num_features == 64  # 28x28 Omniglot
+    assert create_backbone("conv4", in_channels=3, image_size=84).num_features == 1600  # miniImageNet
+    with pytest.raises(TransferkitError, match="image_size"):
+        create_backbone("conv4", image_size=8)
+
+
+def test_omniglot_gives_the_vinyals_split(shared_data):
+    cfg = parse_config({"data": {"dataset": str(shared_data / "omniglot" / "omniglot.npz"), "split": "vinyals"}},
+                       schema=MetaConfig)
+    ds, splits = load_meta_data(cfg.data)
+    assert {s: len(c) for s, c in splits.items()} == {"train": 1028, "val": 172, "test": 423}
+    assert len(ds) == 32460 and tuple(ds.x.shape[1:]) == (1, 28, 28) and float(ds.x.max()) == 1.0
+    assert min(splits["test"]) >= 964  # every test character is from the evaluation alphabets
