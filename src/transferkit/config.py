@@ -254,6 +254,7 @@ class MetaData(_Strict):
     train_n_way: int | None = Field(None, ge=2)  # classes per meta-training episode (None: n_way; ProtoNets train at 60)
     k_shot: int = Field(1, ge=1)  # support examples per class
     q_queries: int = Field(15, ge=1)  # query examples per class
+    train_q_queries: int | None = Field(None, ge=1)  # query examples per class in meta-training episodes (None: q_queries)
     rotations: bool = False  # each class x 4 rotations of 90 degrees (the Omniglot protocol)
     image_size: int | None = Field(None, ge=1)  # resize images to this square size
     channels: Literal[1, 3] = 1  # image folders: 1 = greyscale, 3 = RGB

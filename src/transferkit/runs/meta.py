@@ -105,7 +105,8 @@ def _samplers(cfg: MetaConfig, ds, splits) -> dict[str, EpisodeSampler]:
         raise TransferkitError(f"data.train_n_way={d.train_n_way} differs from data.n_way={d.n_way}, which only "
                                f"protonet and finetune allow, not {cfg.method.name}; remove data.train_n_way.")
     way = {"train": d.train_n_way or d.n_way, "val": d.n_way, "test": d.n_way}
-    return {s: EpisodeSampler(ds, splits[s], way[s], d.k_shot, d.q_queries, d.rotations, seed=3 * seed + k,
+    queries = {"train": d.train_q_queries or d.q_queries, "val": d.q_queries, "test": d.q_queries}
+    return {s: EpisodeSampler(ds, splits[s], way[s], d.k_shot, queries[s], d.rotations, seed=3 * seed + k,
                               name=f"meta-{s if s != 'val' else 'validation'}") for k, s in enumerate(SPLITS)}
 
 
