@@ -283,9 +283,9 @@ class MetaModel(_Strict):
 
 class MetaMethod(_Strict):
     name: Literal["maml", "fomaml", "anil", "reptile", "protonet", "finetune"] = "protonet"
-    inner_steps: int = Field(1, ge=1)  # maml / fomaml / anil / reptile: gradient steps on the support set; finetune: steps on the new head
+    inner_steps: int = Field(1, ge=1)  # maml / fomaml / anil / reptile: gradient steps on the support set; finetune: steps on the new head (default 100)
     eval_inner_steps: int | None = Field(None, ge=1)  # steps when adapting to validation / test episodes (None: inner_steps)
-    inner_lr: float = Field(0.4, gt=0)  # inner-loop step size (finetune: the new head's)
+    inner_lr: float = Field(0.4, gt=0)  # inner-loop step size (finetune: the new head's, default 0.1)
     learn_inner_lr: bool = False  # Meta-SGD: learn one step size per weight (maml, fomaml, anil)
     meta_batch: int = Field(1, ge=1)  # episodes per outer update
     metric: Literal["euclidean", "cosine"] = "euclidean"  # protonet: distance to the prototypes
@@ -295,6 +295,9 @@ class MetaMethod(_Strict):
     def _learned_rates_need_an_inner_loop(self) -> "MetaMethod":
         if self.learn_inner_lr and self.name not in ("maml", "fomaml", "anil"):
             raise ValueError(f"learn_inner_lr applies to maml, fomaml and anil, not {self.name!r}; set it to false")
+        if self.name == "finetune":  # the new head needs more than MAML's one step (Chen et al. fit it for 100)
+            self.inner_steps = self.inner_steps if "inner_steps" in self.model_fields_set else 100
+            self.inner_lr = self.inner_lr if "inner_lr" in self.model_fields_set else 0.1
         return self
 
 

@@ -106,6 +106,18 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tiny_images, tm
     assert res["test"] == json.loads((tmp_path / "whole" / "results.json").read_text())["test"]
 
 
+def test_resume_refuses_a_different_config(tiny_images, tmp_path):
+    run_meta(config(tiny_images, iterations=2), tmp_path / "run", progress=False)
+    with pytest.raises(TransferkitError, match="'method.name' differs from its config.yaml"):
+        run_meta(config(tiny_images, "fomaml", iterations=2), tmp_path / "run", resume=True, progress=False)
+
+
+def test_finetune_fits_its_new_head_for_100_steps_unless_told():
+    method = lambda **m: parse_config({"data": {"dataset": "x.npz"}, "method": m}, schema=MetaConfig).method
+    assert (method(name="finetune").inner_steps, method(name="finetune").inner_lr) == (100, 0.1)
+    assert method(name="finetune", inner_steps=7).inner_steps == 7 and method(name="maml").inner_steps == 1
+
+
 def test_an_existing_run_is_never_overwritten_unless_asked(tiny_images, tmp_path):
     run_meta(config(tiny_images, iterations=2), tmp_path / "run", progress=False)
     with pytest.raises(TransferkitError, match="already exists; pass --overwrite"):

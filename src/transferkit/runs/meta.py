@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from transferkit.backbones import create_backbone
 from transferkit.config import MetaConfig, MetaData, dump_config, load_config, parse_config
@@ -153,6 +154,22 @@ def _resume(out: Path, learner, opt) -> tuple[int, float]:
     return state["iteration"], state["seconds"]
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    return {k: v for key, val in d.items() for k, v in
+            (_flat(val, f"{prefix}{key}.").items() if isinstance(val, dict) else [(f"{prefix}{key}", val)])}
+
+
+def _same_config(out: Path, cfg: MetaConfig) -> None:
+    """Refuse to resume a run with a config other than the one it was started with."""
+    saved = _flat(parse_config(yaml.safe_load((out / "config.yaml").read_text()), str(out / "config.yaml"),
+                               schema=MetaConfig).model_dump(mode="json"))
+    now = _flat(cfg.model_dump(mode="json"))
+    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+    if changed:
+        raise TransferkitError(f"Cannot resume '{out}' with a config whose '{changed[0]}' differs from its config.yaml "
+                               f"({saved.get(changed[0])!r}); resume with the run's own config or start a new run.")
+
+
 def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TransferkitError("train.device is 'cuda' but no GPU is visible; set train.device to 'auto' or 'cpu'.")
@@ -179,9 +196,11 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
     samplers = _samplers(cfg, ds, splits)  # every episode error is raised before the run directory is touched
     learner = build_learner(cfg, samplers["train"], tuple(ds[0][0].shape)).to(device)
     prepare_run_dir(out, overwrite, resume)
-    if resume and (out / "results.json").is_file():
-        return json.loads((out / "results.json").read_text())
-    if not resume:
+    if resume:
+        _same_config(out, cfg)
+        if (out / "results.json").is_file():  # finished already
+            return json.loads((out / "results.json").read_text())
+    else:
         (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     opt = torch.optim.Adam(learner.parameters(), lr=t.lr)
     start, seconds = _resume(out, learner, opt) if resume else (0, 0.0)
