@@ -42,7 +42,8 @@ def tiny_images(tmp_path):
 def config(npz, method="protonet", **train) -> dict:
     return {"data": {"dataset": str(npz), "split": [6, 3, 3], "n_way": 3, "k_shot": 1, "q_queries": 2},
             "model": {"backbone_args": {"width": 8}},
-            "method": {"name": method, "meta_batch": 2, "inner_lr": 0.1, "batch_size": 8},
+            "method": {"name": method, "meta_batch": 2, "inner_lr": 0.1, "batch_size": 8}
+            | ({"inner_steps": 5} if method == "finetune" else {}),
             "train": {"iterations": 4, "eval_every": 2, "val_episodes": 4, "test_episodes": 10, "device": "cpu"} | train}
 
 
