@@ -12,10 +12,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transferkit.config import ContinualConfig, MultitaskConfig, RunConfig, load_config, parse_config
+from transferkit.config import ContinualConfig, MetaConfig, MultitaskConfig, RunConfig, load_config, parse_config
 from transferkit.errors import TransferkitError
 
-SCHEMAS = [RunConfig, ContinualConfig, MultitaskConfig]
+SCHEMAS = [RunConfig, ContinualConfig, MultitaskConfig, MetaConfig]
 
 
 def budget(n: int):
@@ -44,7 +44,7 @@ def _keys(schema) -> list[tuple[str, ...]]:
 @st.composite
 def raw_configs(draw):
     schema = draw(st.sampled_from(SCHEMAS))
-    raw: dict = {"data": {"dataset": "x.npz"}} if schema is RunConfig else {}
+    raw: dict = {"data": {"dataset": "x.npz"}} if schema in (RunConfig, MetaConfig) else {}
     for path in draw(st.lists(st.sampled_from(_keys(schema) + [("train", "epoch"), ("nope",)]), max_size=4)):
         node = raw
         for p in path[:-1]:
@@ -96,11 +96,12 @@ def test_config_mappings_validate_with_values_kept_or_are_refused(case):
 
 @budget(200)
 @given(st.sampled_from(SCHEMAS), st.lists(st.tuples(
-    st.sampled_from([".".join(p) for p in _keys(RunConfig) + _keys(ContinualConfig)] + ["", "train..lr", "a.b.c"]),
+    st.sampled_from([".".join(p) for p in _keys(RunConfig) + _keys(ContinualConfig) + _keys(MetaConfig)]
+                    + ["", "train..lr", "a.b.c"]),
     st.one_of(SCALARS.map(lambda v: yaml.safe_dump(v, default_flow_style=True).removesuffix("\n...\n").strip()),
               st.text(max_size=10))), max_size=3))
 def test_overrides_apply_the_yaml_value_or_are_refused(schema, sets):
-    raw = {"data": {"dataset": "x.npz"}} if schema is RunConfig else {}
+    raw = {"data": {"dataset": "x.npz"}} if schema in (RunConfig, MetaConfig) else {}
     overrides = [f"{k}={v}" for k, v in sets]
     try:
         cfg = parse_config(raw, overrides=overrides, schema=schema)
