@@ -44,7 +44,8 @@ def config(npz, method="protonet", **train) -> dict:
             "model": {"backbone_args": {"width": 8}},
             "method": {"name": method, "meta_batch": 2, "inner_lr": 0.1, "batch_size": 8}
             | ({"inner_steps": 5} if method == "finetune" else {}),
-            "train": {"iterations": 4, "eval_every": 2, "val_episodes": 4, "test_episodes": 10, "device": "cpu"} | train}
+            "train": {"iterations": 4, "eval_every": 2, "val_episodes": 4, "test_episodes": 10, "device": "cpu"}
+            | train}
 
 
 def test_run_directory_holds_config_metrics_checkpoint_results_and_report(tiny_images, tmp_path):

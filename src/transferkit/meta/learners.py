@@ -127,6 +127,7 @@ class MetaLearner(nn.Module):
                 lr = self._lr()
                 lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
                 params = {n: p.detach() for n, p in self.model.named_parameters()}
-                fast = adapt(self.model, params, sx, sy, self.eval_steps, lr, first_order=True, trainable=self.trainable)
+                fast = adapt(self.model, params, sx, sy, self.eval_steps, lr, first_order=True,
+                             trainable=self.trainable)
                 logits = logits_of(functional_call(self.model, fast, (qx,)))
         return float((logits.argmax(1) == qy).float().mean())

@@ -149,7 +149,8 @@ def _resume(out: Path, learner, opt) -> tuple[int, float]:
     opt.load_state_dict(optim)
     metrics = out / "metrics.jsonl"
     if metrics.is_file():
-        keep = [r for r in metrics.read_text().splitlines() if r.strip() and json.loads(r)["iteration"] <= state["iteration"]]
+        keep = [r for r in metrics.read_text().splitlines()
+                if r.strip() and json.loads(r)["iteration"] <= state["iteration"]]
         ckpt.atomic_write_text(metrics, "".join(r + "\n" for r in keep))
     return state["iteration"], state["seconds"]
 
