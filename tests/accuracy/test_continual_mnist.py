@@ -5,9 +5,10 @@ users run: examples/continual/*.yaml.
 
 The regularisation and gradient-projection methods are held to a cut-down Permuted-MNIST
 (10 tasks of the first 20,000 training digits, all 10,000 test digits per task; the protocol's
-MLP, SGD, batch 128, one epoch per task, the protocol's per-method settings, seed 0), where each
-must beat plain SGD by a margin set below what was measured: SGD 54.8 %, oEWC 64.3, SI 65.8,
-LwF 66.6, A-GEM(200) 74.8 (the full 20-task table is in BENCHMARKS.md)."""
+MLP, SGD, batch 128, one epoch per task, the protocol's per-method settings), where each must beat
+plain SGD by a margin, on the mean over seeds 0, 1 and 2: one run is too noisy to compare (plain SGD
+at seed 0 gives 54.8 % with two torch threads and 61.5 % with one, and 54.0 % at seed 1). The
+measured means are in BENCHMARKS.md (the full 20-task table is there too)."""
 
 from pathlib import Path
 
@@ -73,14 +74,22 @@ def short_permuted_mnist():
     return permuted(train, test, 10, seed=0, name="permuted_mnist_10")
 
 
+PERMUTED_SEEDS = (0, 1, 2)
+
+
 def permuted_accuracy(stream, name: str) -> float:
+    """The domain-IL average accuracy (%) of ``name``, the mean over ``PERMUTED_SEEDS``."""
     lr, args = PERMUTED[name]
-    torch.manual_seed(0)
-    backbone = create_backbone("mlp", in_features=784, hidden=(100, 100), init="xavier")
-    model = TransferModel(backbone, create_head("linear", 100, 10, init="xavier"))
-    settings = TrainSettings(epochs=1, batch_size=128, lr=lr, optimizer="sgd", momentum=0.0, seed=0)
-    res = train_stream(model, create_continual_strategy(name, **args), stream, settings, progress=False)
-    return 100 * res.summary()["domain_il"]["average_accuracy"]
+    accs = []
+    for seed in PERMUTED_SEEDS:
+        torch.manual_seed(seed)
+        backbone = create_backbone("mlp", in_features=784, hidden=(100, 100), init="xavier")
+        model = TransferModel(backbone, create_head("linear", 100, 10, init="xavier"))
+        settings = TrainSettings(epochs=1, batch_size=128, lr=lr, optimizer="sgd", momentum=0.0, seed=seed)
+        res = train_stream(model, create_continual_strategy(name, **args), stream, settings, progress=False)
+        accs.append(100 * res.summary()["domain_il"]["average_accuracy"])
+    print(name, [round(a, 1) for a in accs])
+    return sum(accs) / len(accs)
 
 
 @pytest.fixture(scope="module")
@@ -91,4 +100,4 @@ def plain_sgd_permuted(short_permuted_mnist) -> float:
 @pytest.mark.parametrize("name,margin", [("oewc", 5.0), ("si", 5.0), ("lwf", 5.0), ("agem", 12.0)])
 def test_permuted_mnist_methods_forget_less_than_plain_sgd(short_permuted_mnist, plain_sgd_permuted, name, margin):
     acc = permuted_accuracy(short_permuted_mnist, name)
-    assert acc >= plain_sgd_permuted + margin, f"{name} {acc:.1f} % vs SGD {plain_sgd_permuted:.1f} %"
+    assert acc >= plain_sgd_permuted + margin, f"{name} {acc:.1f} % vs SGD {plain_sgd_permuted:.1f} % (seed means)"
