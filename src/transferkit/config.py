@@ -283,13 +283,15 @@ class MetaModel(_Strict):
 
 class MetaMethod(_Strict):
     name: Literal["maml", "fomaml", "anil", "reptile", "protonet", "finetune"] = "protonet"
-    inner_steps: int = Field(1, ge=1)  # maml / fomaml / anil / reptile: gradient steps on the support set; finetune: steps on the new head (default 100)
+    inner_steps: int = Field(1, ge=1)  # maml / fomaml / anil / reptile: gradient steps on the support set (reptile: >= 2, default 5); finetune: steps on the new head (default 100)
     eval_inner_steps: int | None = Field(None, ge=1)  # steps when adapting to validation / test episodes (None: inner_steps)
     inner_lr: float = Field(0.4, gt=0)  # inner-loop step size (finetune: the new head's, default 0.1)
     learn_inner_lr: bool = False  # Meta-SGD: learn one step size per weight (maml, fomaml, anil)
     meta_batch: int = Field(1, ge=1)  # episodes per outer update
     metric: Literal["euclidean", "cosine"] = "euclidean"  # protonet: distance to the prototypes
     batch_size: int = Field(64, ge=1)  # finetune: images per pre-training step on the meta-train classes
+    meta_step: float = Field(1.0, gt=0)  # reptile: outer step size epsilon at the first iteration (Nichol et al.: 1)
+    meta_step_final: float = Field(0.0, ge=0)  # reptile: epsilon reached linearly at the end of train.iterations
 
     @model_validator(mode="after")
     def _learned_rates_need_an_inner_loop(self) -> "MetaMethod":
@@ -298,12 +300,17 @@ class MetaMethod(_Strict):
         if self.name == "finetune":  # the new head needs more than MAML's one step (Chen et al. fit it for 100)
             self.inner_steps = self.inner_steps if "inner_steps" in self.model_fields_set else 100
             self.inner_lr = self.inner_lr if "inner_lr" in self.model_fields_set else 0.1
+        if self.name == "reptile":  # one inner step makes Reptile joint SGD (Nichol et al., Sec. 5)
+            self.inner_steps = self.inner_steps if "inner_steps" in self.model_fields_set else 5
+            if self.inner_steps < 2:
+                raise TransferkitError(f"method.inner_steps={self.inner_steps} makes reptile plain joint SGD, "
+                                       "with no meta-learning; set method.inner_steps to 2 or more (e.g. 5).")
         return self
 
 
 class MetaTrain(_Strict):
     iterations: int = Field(1000, ge=1)  # outer updates (meta-batches; finetune: pre-training batches)
-    lr: float = Field(1e-3, gt=0)  # outer learning rate (Adam; reptile: the step size epsilon of its update)
+    lr: float = Field(1e-3, gt=0)  # outer learning rate (Adam; reptile uses method.meta_step instead)
     seed: int = Field(0, ge=0)  # weights and episodes
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: GPU when there is one
     eval_every: int = Field(100, ge=1)  # iterations between meta-validations (and checkpoints)

@@ -136,3 +136,10 @@ def test_rotation_of_vectors_and_multi_hot_targets_are_refused():
     multi = ArrayDataset(np.zeros((4, 3)), np.eye(2)[[0, 1, 0, 1]], name="mh", task="multilabel")
     with pytest.raises(TransferkitError, match="class-index targets"):
         EpisodeSampler(multi, [0, 1], n_way=2, k_shot=1, q_queries=1)
+
+
+def test_rotation_of_non_square_images_is_refused_naming_the_shape():
+    wide = ArrayDataset(torch.zeros(8, 1, 3, 5), np.arange(8) % 2, name="wide")
+    with pytest.raises(TransferkitError, match=r"rotations need square images.*\(1, 3, 5\).*data.image_size"):
+        EpisodeSampler(wide, [0, 1], n_way=2, k_shot=1, q_queries=1, rotations=True)
+    assert EpisodeSampler(wide, [0, 1], n_way=2, k_shot=1, q_queries=1).episode(0).support_x.shape == (2, 1, 3, 5)

@@ -15,6 +15,7 @@ from transferkit.meta.functional import (
     proto_logits,
     proto_loss,
     prototypes,
+    reptile_epsilon,
     reptile_update,
     task_loss,
 )
@@ -253,3 +254,27 @@ def test_models_returning_output_objects_are_handled():
     model, (sx, sy, _, _) = Wrapped(), _tasks(tasks=1)
     params = dict(model.named_parameters())
     torch.testing.assert_close(task_loss(model, params, sx[0], sy[0]), F.cross_entropy(model.net(sx[0]), sy[0]))
+
+
+def test_reptile_epsilon_anneals_linearly_from_meta_step_to_meta_step_final():
+    assert reptile_epsilon(0, 10) == 1.0 and reptile_epsilon(5, 10) == 0.5
+    assert reptile_epsilon(9, 10) == pytest.approx(0.1)
+    assert reptile_epsilon(3, 4, start=0.2, final=0.1) == pytest.approx(0.2 - 0.1 * 3 / 4)
+    assert reptile_epsilon(7, 8, start=0.3, final=0.3) == 0.3
+
+
+def test_dropout_draws_its_own_masks_in_each_task_of_a_meta_batch():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.Dropout(0.5), nn.Tanh(), nn.Linear(6, 3)).double()
+    sx, sy, qx, qy = _tasks(tasks=1)
+    same = lambda t: t.expand(3, *t.shape[1:])  # three copies of one task
+    params = dict(net.named_parameters())
+    adapted = adapt_batch(net, params, same(sx), same(sy), steps=1, lr=0.5)
+    w = adapted["0.weight"]  # [3, 6, 4]: identical tasks differ only by their dropout masks
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+    loss = maml_loss(net, params, same(sx), same(sy), same(qx), same(qy), steps=1, lr=0.5)
+    loss.backward()
+    assert torch.isfinite(loss) and net[0].weight.grad is not None
+    net.eval()  # no dropout: the three copies adapt alike
+    adapted = adapt_batch(net, params, same(sx), same(sy), steps=1, lr=0.5)
+    assert torch.equal(adapted["0.weight"][0], adapted["0.weight"][2])

@@ -157,9 +157,9 @@ def test_given_classes_are_used_as_listed(tiny_images):
     assert load_meta_data(cfg.data)[1] == classes
 
 
-def test_confidence_interval_is_1_96_std_over_sqrt_n():
+def _evaluate(accs: list[float]) -> dict:
     class Stub:
-        accs = iter([1.0, 0.5, 0.5, 0.0])
+        it = iter(accs)
 
         def eval(self):
             pass
@@ -167,14 +167,22 @@ def test_confidence_interval_is_1_96_std_over_sqrt_n():
         train = eval
 
         def accuracy(self, ep):
-            return next(self.accs)
+            return next(self.it)
 
     class Episodes:
         def episode(self, i):
             return Episode(*(torch.zeros(1),) * 4, ())
 
-    got = evaluate_episodes(Stub(), Episodes(), 4, "cpu")
-    assert got["accuracy"] == 0.5 and got["ci95"] == pytest.approx(1.96 * np.sqrt(0.125) / 2)
+    return evaluate_episodes(Stub(), Episodes(), len(accs), "cpu")
+
+
+def test_confidence_interval_is_1_96_sample_std_over_sqrt_n():
+    got = _evaluate([1.0, 0.5, 0.5, 0.0])  # squared deviations 0.25 + 0 + 0 + 0.25 = 0.5, over n - 1 = 3
+    assert got["accuracy"] == 0.5 and got["ci95"] == pytest.approx(1.96 * np.sqrt(0.5 / 3) / 2)
+
+
+def test_confidence_interval_of_one_episode_is_zero():
+    assert _evaluate([0.6]) == {"accuracy": 0.6, "ci95": 0.0, "episodes": 1}
 
 
 def test_fit_head_takes_gradient_steps_from_zero():
@@ -212,3 +220,56 @@ def test_omniglot_gives_the_vinyals_split(shared_data):
     assert {s: len(c) for s, c in splits.items()} == {"train": 1028, "val": 172, "test": 423}
     assert len(ds) == 32460 and tuple(ds.x.shape[1:]) == (1, 28, 28) and float(ds.x.max()) == 1.0
     assert min(splits["test"]) >= 964  # every test character is from the evaluation alphabets
+
+
+def test_reptile_needs_two_inner_steps_and_defaults_to_five():
+    method = lambda **m: parse_config({"data": {"dataset": "x.npz"}, "method": m}, schema=MetaConfig).method
+    assert method(name="reptile").inner_steps == 5 and method(name="reptile", inner_steps=2).inner_steps == 2
+    with pytest.raises(TransferkitError, match=r"method.inner_steps=1 makes reptile plain joint SGD.*2 or more"):
+        method(name="reptile", inner_steps=1)
+
+
+def test_reptile_outer_step_size_is_meta_step_annealed_linearly_by_iteration():
+    from transferkit.runs.meta import _outer_step
+
+    class Learner:
+        def reptile_step(self, batch, epsilon):
+            return epsilon
+
+    class Episodes:
+        def batch(self, start, tasks):
+            return Episode(*(torch.zeros(1),) * 4, ())
+
+    cfg = parse_config({"data": {"dataset": "x.npz"}, "method": {"name": "reptile", "meta_step": 0.5,
+                        "meta_step_final": 0.1}, "train": {"iterations": 8, "lr": 1e-3}}, schema=MetaConfig)
+    got = [_outer_step(Learner(), None, Episodes(), cfg, i, "cpu") for i in (0, 2, 7)]
+    assert got == pytest.approx([0.5, 0.5 + (0.1 - 0.5) * 2 / 8, 0.5 + (0.1 - 0.5) * 7 / 8])  # not train.lr
+    defaults = parse_config({"data": {"dataset": "x.npz"}, "method": {"name": "reptile"},
+                             "train": {"iterations": 4}}, schema=MetaConfig)
+    assert [_outer_step(Learner(), None, Episodes(), defaults, i, "cpu") for i in range(4)] == [1.0, 0.75, 0.5, 0.25]
+
+
+@pytest.mark.parametrize("method", ["maml", "anil", "reptile"])
+def test_dropout_in_the_backbone_runs_one_outer_step(method):
+    from transferkit.backbones.small import MLP
+    from transferkit.heads import create_head
+    from transferkit.meta.learners import MetaLearner
+    from transferkit.model import TransferModel
+
+    torch.manual_seed(0)
+    model = TransferModel(MLP(in_features=4, hidden=(6,), dropout=0.5), create_head("linear", 6, 3))
+    learner = MetaLearner(model, method, 3, inner_steps=2, inner_lr=0.1)
+    before = {k: v.clone() for k, v in learner.state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    batch = Episode(torch.randn(2, 3, 4, generator=g), torch.arange(3).expand(2, 3),
+                    torch.randn(2, 6, 4, generator=g), torch.arange(3).repeat(2).expand(2, 6), ())
+    if method == "reptile":
+        loss = learner.reptile_step(batch, 1.0)
+    else:
+        out = learner.outer_loss(batch)
+        out.backward()
+        loss = out.item()
+        torch.optim.SGD(learner.parameters(), lr=0.1).step()
+    assert np.isfinite(loss)
+    after = learner.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -9,9 +9,10 @@ from transferkit.meta.functional import (
     proto_logits,
     proto_loss,
     prototypes,
+    reptile_epsilon,
     reptile_update,
     task_loss,
 )
 
 __all__ = ["Episode", "EpisodeSampler", "adapt", "adapt_batch", "check_disjoint", "maml_loss", "proto_logits",
-           "proto_loss", "prototypes", "reptile_update", "split_classes", "task_loss"]
+           "proto_loss", "prototypes", "reptile_epsilon", "reptile_update", "split_classes", "task_loss"]

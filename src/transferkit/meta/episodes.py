@@ -6,7 +6,7 @@ sampler is a pure function of ``(seed, i)``, so the same seed gives the same epi
 (and a resumed run draws the episodes it would have drawn).
 
 Rotation augmentation (Santoro et al., 2016; Vinyals et al., 2016, on Omniglot): each class ``c``
-becomes four classes ``(c, r)``, its images rotated by ``r * 90`` degrees.
+becomes four classes ``(c, r)``, its images rotated by ``r * 90`` degrees; the images must be square.
 """
 
 from __future__ import annotations
@@ -116,6 +116,12 @@ class EpisodeSampler:
             if len(idx) < k_shot + q_queries:
                 raise TransferkitError(f"{label}: class {c} has {len(idx)} examples, fewer than k_shot + q_queries = "
                                        f"{k_shot + q_queries}; lower k_shot or q_queries or leave the class out.")
+        if rotations and self.index:  # rot90 swaps height and width: 90-degree classes would not stack
+            shape = tuple(dataset[int(next(iter(self.index.values()))[0])][0].shape)
+            if len(shape) < 2 or shape[-1] != shape[-2]:
+                raise TransferkitError(f"{label}: rotations need square images, and "
+                                       f"'{getattr(dataset, 'name', 'data')}' has images of shape {shape}; set "
+                                       "rotations to false or resize the images to a square (data.image_size).")
         self.classes = [(c, r) for c in self.index for r in (range(4) if rotations else [0])]
         if n_way > len(self.classes):
             raise TransferkitError(f"{label}: n_way={n_way} exceeds the {len(self.classes)} classes of the split; "

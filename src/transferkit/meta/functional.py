@@ -9,7 +9,8 @@ with ``torch.func.vmap``.
 The module's buffers are used as they are. Batch norm in training mode must not track running
 statistics (``track_running_stats=False``: each task's own batch statistics, as MAML's reference
 code normalises), since the transforms refuse the in-place update of a captured buffer; in eval mode
-it uses its stored statistics. Dropout under ``vmap`` needs ``randomness`` (see :func:`maml_loss`).
+it uses its stored statistics. Dropout runs under ``vmap(randomness="different")``: each task of a
+meta-batch draws its own masks.
 """
 
 from __future__ import annotations
@@ -101,14 +102,15 @@ def maml_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], suppor
               support_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor, steps: int,
               lr: float | Mapping[str, torch.Tensor], first_order: bool = False,
               trainable: Sequence[str] | None = None, loss_fn: LossFn = F.cross_entropy,
-              randomness: str = "error") -> torch.Tensor:
+              randomness: str = "different") -> torch.Tensor:
     """The MAML meta-objective (Finn et al., 2017, eq. 1 and Algorithm 2) of a meta-batch of T tasks:
     ``(1/T) sum_t L_query_t(adapt_t(theta))``, the tasks run at once with ``torch.func.vmap``.
 
     Its gradient w.r.t. ``params`` is the second-order MAML meta-gradient, or with ``first_order``
     FOMAML's (the Hessian term dropped); with ``trainable`` set to the head's names it is ANIL's;
     with ``lr`` a dict of tensors, its gradient w.r.t. them trains Meta-SGD's rates. See
-    :func:`adapt` for the inner loop. ``randomness`` is ``vmap``'s (``"different"`` for dropout).
+    :func:`adapt` for the inner loop. ``randomness`` is ``vmap``'s: ``"different"`` (default) gives each
+    task its own dropout masks; ``"error"`` refuses random operations.
 
     Shape:
         support_x: ``[T, S, ...]``; support_y: ``[T, S]``; query_x: ``[T, Q, ...]``;
@@ -126,16 +128,19 @@ def maml_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], suppor
 
 def adapt_batch(model: torch.nn.Module, params: Mapping[str, torch.Tensor], support_x: torch.Tensor,
                 support_y: torch.Tensor, steps: int, lr: float | Mapping[str, torch.Tensor],
-                trainable: Sequence[str] | None = None, loss_fn: LossFn = F.cross_entropy) -> Params:
+                trainable: Sequence[str] | None = None, loss_fn: LossFn = F.cross_entropy,
+                randomness: str = "different") -> Params:
     """The first-order inner loop of :func:`adapt` for each of T tasks at once (``vmap``), without
     a graph back to ``params``: Reptile's adapted weights (Nichol et al., 2018, Algorithm 2).
+    ``randomness`` is ``vmap``'s (``"different"``: each task its own dropout masks).
 
     Shape:
         support_x: ``[T, S, ...]``; support_y: ``[T, S]``; returns ``{name: [T, *param.shape]}``.
     """
     params = {n: p.detach() for n, p in params.items()}
     lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, Mapping) else lr
-    return vmap(lambda sx, sy: adapt(model, params, sx, sy, steps, lr, True, trainable, loss_fn))(support_x, support_y)
+    return vmap(lambda sx, sy: adapt(model, params, sx, sy, steps, lr, True, trainable, loss_fn),
+                randomness=randomness)(support_x, support_y)
 
 
 def reptile_update(params: Mapping[str, torch.Tensor], adapted: Mapping[str, torch.Tensor],
@@ -151,6 +156,16 @@ def reptile_update(params: Mapping[str, torch.Tensor], adapted: Mapping[str, tor
         params: ``{name: tensor}``; adapted: ``{name: [T, *tensor.shape]}``; returns ``{name: tensor}``.
     """
     return {n: p + epsilon * (adapted[n] - p.unsqueeze(0)).mean(0) for n, p in params.items()}
+
+
+def reptile_epsilon(i: int, iterations: int, start: float = 1.0, final: float = 0.0) -> float:
+    """Reptile's outer step size at meta-iteration ``i`` (0-based) of ``iterations``, annealed linearly
+    (Nichol et al., 2018, Sec. 7: epsilon from 1 to 0; openai/supervised-reptile's ``meta_step`` to
+    ``meta_step_final``): ``epsilon_i = start + (final - start) * i / iterations``.
+
+    A pure function of ``i``, so a resumed run takes the steps it would have taken.
+    """
+    return start + (final - start) * i / iterations
 
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:

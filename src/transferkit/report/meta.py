@@ -23,5 +23,5 @@ def meta_report(run_dir: Path, results: dict) -> Path:
               f"{results['train_seconds']:.1f}", f"{results['test_seconds']:.1f}"]]
     headers = ["method", "episodes", "test accuracy (%)", "test episodes", "iterations", "train s", "test s"]
     return write_html(run_dir / "report.html", f"transferkit meta: {results['name']}",
-                      "Test accuracy on episodes of the meta-test classes (mean ± 1.96 std / sqrt(n)); "
+                      "Test accuracy on episodes of the meta-test classes (mean ± 1.96 s / sqrt(n), s the sample std); "
                       "curves from metrics.jsonl.", [("Test", headers, table)], images, details=results)

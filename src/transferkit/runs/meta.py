@@ -4,7 +4,7 @@ episodes of the meta-validation classes, test on episodes of the meta-test class
 Layout: ``config.yaml``, ``metrics.jsonl`` (one record per meta-validation: iteration, mean meta-train
 loss since the last record, validation accuracy and its 95 % CI, seconds), ``checkpoints/epoch-NNNN``
 (NNNN = iterations done; the whole learner, Adam's state and the iteration count), ``model.safetensors``,
-``results.json`` (test accuracy mean ± 1.96 std / sqrt(n) over ``train.test_episodes``), ``report.html``.
+``results.json`` (test accuracy mean ± 1.96 s / sqrt(n), s the sample std, over ``train.test_episodes``), ``report.html``.
 
 The loop is this file's own, not ``engine.Trainer``'s: see ARCHITECTURE.md ("Meta-learning runs").
 Episode ``i`` of a sampler is a pure function of ``(seed, i)`` and meta-batch ``t`` holds episodes
@@ -29,7 +29,7 @@ from transferkit.engine import checkpoint as ckpt
 from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TransferkitError
 from transferkit.heads import create_head
-from transferkit.meta import EpisodeSampler, check_disjoint, split_classes
+from transferkit.meta import EpisodeSampler, check_disjoint, reptile_epsilon, split_classes
 from transferkit.meta.learners import MetaLearner, class_batch
 from transferkit.model import TransferModel
 from transferkit.report.meta import meta_report
@@ -116,11 +116,19 @@ def _on(ep, device):
 
 
 def evaluate_episodes(learner: MetaLearner, sampler: EpisodeSampler, n: int, device) -> dict:
-    """Mean query accuracy over episodes ``0..n-1`` of ``sampler`` and its 95 % CI (1.96 std / sqrt(n))."""
+    """Mean query accuracy over episodes ``0..n-1`` of ``sampler`` and its 95 % CI."""
     learner.eval()
     accs = np.array([learner.accuracy(_on(sampler.episode(i), device)) for i in range(n)])
     learner.train()
-    return {"accuracy": float(accs.mean()), "ci95": float(1.96 * accs.std() / np.sqrt(n)), "episodes": n}
+    return {"accuracy": float(accs.mean()), "ci95": ci95(accs), "episodes": n}
+
+
+def ci95(accs) -> float:
+    """The half-width of the 95 % confidence interval of the mean accuracy, ``1.96 s / sqrt(n)`` with
+    ``s`` the sample standard deviation (n - 1 in the denominator, as the evaluation of Snell et al.'s
+    code); 0.0 for one episode, whose spread is unknown (no interval is drawn)."""
+    accs = np.asarray(accs, dtype=float)
+    return 0.0 if len(accs) < 2 else float(1.96 * accs.std(ddof=1) / np.sqrt(len(accs)))
 
 
 def _outer_step(learner: MetaLearner, opt, sampler: EpisodeSampler, cfg: MetaConfig, i: int, device) -> float:
@@ -132,7 +140,7 @@ def _outer_step(learner: MetaLearner, opt, sampler: EpisodeSampler, cfg: MetaCon
     else:
         batch = _on(sampler.batch(i * m.meta_batch, m.meta_batch), device)
     if m.name == "reptile":
-        return learner.reptile_step(batch, cfg.train.lr)
+        return learner.reptile_step(batch, reptile_epsilon(i, cfg.train.iterations, m.meta_step, m.meta_step_final))
     opt.zero_grad(set_to_none=True)
     loss = learner.outer_loss(batch)
     loss.backward()
