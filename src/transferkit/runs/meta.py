@@ -4,7 +4,8 @@ episodes of the meta-validation classes, test on episodes of the meta-test class
 Layout: ``config.yaml``, ``metrics.jsonl`` (one record per meta-validation: iteration, mean meta-train
 loss since the last record, validation accuracy and its 95 % CI, seconds), ``checkpoints/epoch-NNNN``
 (NNNN = iterations done; the whole learner, Adam's state and the iteration count), ``model.safetensors``,
-``results.json`` (test accuracy mean ± 1.96 s / sqrt(n), s the sample std, over ``train.test_episodes``), ``report.html``.
+``results.json`` (test accuracy mean ± 1.96 s / sqrt(n), s the sample std, over ``train.test_episodes``),
+``report.html``.
 
 The loop is this file's own, not ``engine.Trainer``'s: see ARCHITECTURE.md ("Meta-learning runs").
 Episode ``i`` of a sampler is a pure function of ``(seed, i)`` and meta-batch ``t`` holds episodes
