@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from transferkit.backbones import create_backbone
 from transferkit.config import MetaConfig, MetaData, dump_config, load_config, parse_config
@@ -171,8 +170,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def _same_config(out: Path, cfg: MetaConfig) -> None:
     """Refuse to resume a run with a config other than the one it was started with."""
-    saved = _flat(parse_config(yaml.safe_load((out / "config.yaml").read_text()), str(out / "config.yaml"),
-                               schema=MetaConfig).model_dump(mode="json"))
+    saved = _flat(load_config(out / "config.yaml", schema=MetaConfig).model_dump(mode="json"))
     now = _flat(cfg.model_dump(mode="json"))
     changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     if changed:
