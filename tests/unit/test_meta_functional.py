@@ -119,6 +119,21 @@ def test_vmapped_meta_batch_equals_a_python_loop():
         torch.testing.assert_close(a, b, **TOL)
 
 
+def test_vectorize_false_gives_the_vmapped_values():
+    net, (sx, sy, qx, qy) = _net(), _tasks(tasks=3)
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters()}
+    for first_order in (False, True):
+        a, b = (maml_loss(net, params, sx, sy, qx, qy, 2, 0.3, first_order, vectorize=v) for v in (True, False))
+        torch.testing.assert_close(a, b, **TOL)
+        for ga, gb in zip(torch.autograd.grad(a, list(params.values())), torch.autograd.grad(b, list(params.values()))):
+            torch.testing.assert_close(ga, gb, **TOL)
+    wa, wb = (adapt_batch(net, params, sx, sy, 2, 0.3, vectorize=v) for v in (True, False))
+    assert wa.keys() == wb.keys()
+    for n in wa:
+        assert wb[n].shape == (3, *params[n].shape)
+        torch.testing.assert_close(wa[n], wb[n], **TOL)
+
+
 def test_batch_norm_with_per_task_statistics_vmaps_like_a_loop():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, track_running_stats=False), nn.Tanh(),

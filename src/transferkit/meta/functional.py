@@ -98,11 +98,28 @@ def adapt(model: torch.nn.Module, params: Mapping[str, torch.Tensor], support_x:
     return fast
 
 
+def over_tasks(fn: Callable, vectorize: bool = True, randomness: str = "different") -> Callable:
+    """``fn`` (of one task's tensors) mapped over the leading task dimension of its arguments:
+    ``torch.func.vmap(fn)`` or, with ``vectorize=False``, a Python loop whose results are stacked
+    (a tensor, or a dict of tensors). Both give the same values; which is faster depends on the model
+    and the device (BENCHMARKS.md, "vmap against a loop")."""
+    if vectorize:
+        return vmap(fn, randomness=randomness)
+
+    def loop(*args):
+        outs = [fn(*(a[t] for a in args)) for t in range(len(args[0]))]
+        if isinstance(outs[0], Mapping):
+            return {k: torch.stack([o[k] for o in outs]) for k in outs[0]}
+        return torch.stack(outs)
+
+    return loop
+
+
 def maml_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], support_x: torch.Tensor,
               support_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor, steps: int,
               lr: float | Mapping[str, torch.Tensor], first_order: bool = False,
               trainable: Sequence[str] | None = None, loss_fn: LossFn = F.cross_entropy,
-              randomness: str = "different") -> torch.Tensor:
+              randomness: str = "different", vectorize: bool = True) -> torch.Tensor:
     """The MAML meta-objective (Finn et al., 2017, eq. 1 and Algorithm 2) of a meta-batch of T tasks:
     ``(1/T) sum_t L_query_t(adapt_t(theta))``, the tasks run at once with ``torch.func.vmap``.
 
@@ -110,7 +127,8 @@ def maml_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], suppor
     FOMAML's (the Hessian term dropped); with ``trainable`` set to the head's names it is ANIL's;
     with ``lr`` a dict of tensors, its gradient w.r.t. them trains Meta-SGD's rates. See
     :func:`adapt` for the inner loop. ``randomness`` is ``vmap``'s: ``"different"`` (default) gives each
-    task its own dropout masks; ``"error"`` refuses random operations.
+    task its own dropout masks; ``"error"`` refuses random operations. ``vectorize=False`` loops over
+    the tasks instead (:func:`over_tasks`).
 
     Shape:
         support_x: ``[T, S, ...]``; support_y: ``[T, S]``; query_x: ``[T, Q, ...]``;
@@ -123,24 +141,25 @@ def maml_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], suppor
         fast = adapt(model, params, sx, sy, steps, lr, first_order, trainable, loss_fn)
         return task_loss(model, fast, qx, qy, loss_fn)
 
-    return vmap(one_task, randomness=randomness)(support_x, support_y, query_x, query_y).mean()
+    return over_tasks(one_task, vectorize, randomness)(support_x, support_y, query_x, query_y).mean()
 
 
 def adapt_batch(model: torch.nn.Module, params: Mapping[str, torch.Tensor], support_x: torch.Tensor,
                 support_y: torch.Tensor, steps: int, lr: float | Mapping[str, torch.Tensor],
                 trainable: Sequence[str] | None = None, loss_fn: LossFn = F.cross_entropy,
-                randomness: str = "different") -> Params:
+                randomness: str = "different", vectorize: bool = True) -> Params:
     """The first-order inner loop of :func:`adapt` for each of T tasks at once (``vmap``), without
     a graph back to ``params``: Reptile's adapted weights (Nichol et al., 2018, Algorithm 2).
-    ``randomness`` is ``vmap``'s (``"different"``: each task its own dropout masks).
+    ``randomness`` is ``vmap``'s (``"different"``: each task its own dropout masks); ``vectorize=False``
+    loops over the tasks instead (:func:`over_tasks`).
 
     Shape:
         support_x: ``[T, S, ...]``; support_y: ``[T, S]``; returns ``{name: [T, *param.shape]}``.
     """
     params = {n: p.detach() for n, p in params.items()}
     lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, Mapping) else lr
-    return vmap(lambda sx, sy: adapt(model, params, sx, sy, steps, lr, True, trainable, loss_fn),
-                randomness=randomness)(support_x, support_y)
+    return over_tasks(lambda sx, sy: adapt(model, params, sx, sy, steps, lr, True, trainable, loss_fn),
+                      vectorize, randomness)(support_x, support_y)
 
 
 def reptile_update(params: Mapping[str, torch.Tensor], adapted: Mapping[str, torch.Tensor],
