@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from transferkit.config import RunConfig, dump_config, parse_config
+from transferkit.config import MetaConfig, RunConfig, dump_config, parse_config
 from transferkit.data import Subset, load_dataset, make_splits
 from transferkit.adapt import unlabelled_parts, use_unlabelled
 from transferkit.data.datasets import ArrayDataset, IMAGE_SUFFIXES, TextDataset, _read_text_rows, concat_datasets
@@ -358,8 +358,9 @@ def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
     return {"examples": len(ds)} | evaluate(run.model, ds, run.cfg.train.eval_batch_size)
 
 
-def read_inputs(path: str | Path, run: Run) -> tuple[list[str], Dataset]:
-    """Inputs for ``predict``: an .npz (array ``x``), an image file or folder, or a text file."""
+def read_inputs(path: str | Path, cfg: RunConfig | MetaConfig) -> tuple[list[str], Dataset]:
+    """Inputs for ``predict``: an .npz (array ``x``), an image file or folder (read with the run's
+    ``data.channels`` and ``data.image_size``), or a text file."""
     path = Path(path)
     if not path.exists():
         raise TransferkitError(f"Inputs '{path}' do not exist; check the path.")
@@ -377,10 +378,10 @@ def read_inputs(path: str | Path, run: Run) -> tuple[list[str], Dataset]:
     files = sorted(p for p in (path.rglob("*") if path.is_dir() else [path]) if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise TransferkitError(f"No images, .npz or text inputs found at '{path}'; give an .npz, a text file or images.")
-    return [str(f) for f in files], _image_files_dataset(files, run.cfg)
+    return [str(f) for f in files], image_files_dataset(files, cfg)
 
 
-def _image_files_dataset(files: list[Path], cfg: RunConfig) -> Dataset:
+def image_files_dataset(files: list[Path], cfg: RunConfig | MetaConfig) -> ArrayDataset:
     from PIL import Image, UnidentifiedImageError
     from torchvision import transforms as T
 
@@ -398,12 +399,26 @@ def _image_files_dataset(files: list[Path], cfg: RunConfig) -> Dataset:
     return ArrayDataset(torch.stack(xs), np.zeros(len(xs), dtype=np.int64))
 
 
-def predict(run_dir: str | Path, inputs: str | Path) -> list[dict]:
+def predict(run_dir: str | Path, inputs: str | Path, support: str | Path | None = None) -> list[dict]:
     """One row per input: its id and the prediction of the run's task type. Classification: the
     class (index and name) and its probability; multilabel: the predicted labels (indices and names,
-    ``;``-separated; those with probability > 0.5); regression: the value (``;``-separated for several)."""
+    ``;``-separated; those with probability > 0.5); regression: the value (``;``-separated for several).
+
+    A meta-learning run (``transferkit meta``) first adapts to ``support``, a folder with one
+    subfolder of images per class (or an .npz with ``x`` and ``y``), and predicts its classes
+    (:func:`transferkit.runs.meta.predict_meta`)."""
+    from transferkit.runs.meta import is_meta_run, predict_meta
+
+    if is_meta_run(run_dir):
+        if support is None:
+            raise TransferkitError(f"'{run_dir}' is a meta-learning run, which predicts the classes of a support set; "
+                                   "pass --support with a folder holding one subfolder of images per class.")
+        return predict_meta(run_dir, support, inputs)
+    if support is not None:
+        raise TransferkitError(f"--support applies to meta-learning runs, and '{run_dir}' was written by `train`; "
+                               "drop --support.")
     run = load_run(run_dir)
-    ids, ds = read_inputs(inputs, run)
+    ids, ds = read_inputs(inputs, run.cfg)
     logits, _ = predict_logits(run.model, ds)
     task = run.model.task_type
     scores, preds = task.scores(logits).numpy(), task.predict(logits).numpy()

@@ -78,7 +78,7 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train` or `meta`.")],
     data: Annotated[Optional[str], typer.Option(help="Dataset spec or path (default: the run's test split).")] = None,
 ) -> None:
     """Evaluate a trained run on its test split or on other data."""
@@ -89,14 +89,18 @@ def eval_(
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train` or `meta`.")],
     inputs: Annotated[Path, typer.Argument(help=".npz with x, an image file/folder, or a .txt/.csv/.jsonl of texts.")],
     out: Annotated[Optional[Path], typer.Option(help="Write the predictions as CSV here (default: stdout).")] = None,
+    support: Annotated[Optional[Path], typer.Option(
+        help="Meta-learning runs: the support set to adapt to, a folder with one subfolder of images per class "
+             "(or an .npz with x and y).")] = None,
 ) -> None:
-    """Predict classes, label sets or values (the run's task type) for new inputs with a trained run."""
+    """Predict classes, label sets or values (the run's task type) for new inputs with a trained run;
+    a meta-learning run first adapts to the classes of --support."""
     from transferkit.api import predict as api_predict
 
-    rows = api_predict(run_dir, inputs)
+    rows = api_predict(run_dir, inputs, support)
     fh = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
     writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["input", "prediction"])
     writer.writeheader()
@@ -230,10 +234,10 @@ def meta(
     res = run_meta(cfg, out, overwrite=overwrite, resume=resume, on_eval=lambda r: console.print(
         f"iteration {r['iteration']}: meta-train loss {r['train/loss']:.3f}, meta-validation accuracy "
         f"{100 * r['val/accuracy']:.1f} ± {100 * r['val/ci95']:.1f}%", highlight=False))
-    t = res["test"]
-    console.print(f"{res['method']} {res['n_way']}-way {res['k_shot']}-shot: test accuracy {100 * t['accuracy']:.2f} ± "
-                  f"{100 * t['ci95']:.2f}% over {t['episodes']} episodes ({res['train_seconds']:.0f} s meta-training)",
-                  highlight=False)
+    for t in res.get("tests", [res["test"]]):
+        console.print(f"{res['method']} {t['n_way']}-way {t['k_shot']}-shot: test accuracy {100 * t['accuracy']:.2f} ± "
+                      f"{100 * t['ci95']:.2f}% over {t['episodes']} episodes ({res['train_seconds']:.0f} s "
+                      "meta-training)", highlight=False)
     console.print(f"Run written to {out} (report: {out / 'report.html'})")
 
 

@@ -6,7 +6,7 @@ import copy
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -288,6 +288,7 @@ class MetaMethod(_Strict):
     inner_lr: float = Field(0.4, gt=0)  # inner-loop step size (finetune: the new head's, default 0.1)
     learn_inner_lr: bool = False  # Meta-SGD: learn one step size per weight (maml, fomaml, anil)
     meta_batch: int = Field(1, ge=1)  # episodes per outer update
+    vectorize: bool = True  # maml / fomaml / anil / reptile: run a meta-batch's tasks at once with torch.func.vmap (false: a Python loop, the same values; faster for conv nets on a CPU, see BENCHMARKS.md)
     metric: Literal["euclidean", "cosine"] = "euclidean"  # protonet: distance to the prototypes
     batch_size: int = Field(64, ge=1)  # finetune: images per pre-training step on the meta-train classes
     meta_step: float = Field(1.0, gt=0)  # reptile: outer step size epsilon at the first iteration (Nichol et al.: 1)
@@ -316,6 +317,8 @@ class MetaTrain(_Strict):
     eval_every: int = Field(100, ge=1)  # iterations between meta-validations (and checkpoints)
     val_episodes: int = Field(100, ge=1)  # meta-validation episodes each time
     test_episodes: int = Field(600, ge=1)  # meta-test episodes at the end (mean and 95 % CI)
+    test_ways: list[Annotated[int, Field(ge=2)]] = []  # also test at these ways (protonet / finetune; [] : data.n_way only)
+    test_shots: list[Annotated[int, Field(ge=1)]] = []  # also test at these shots ([] : data.k_shot only); every way x shot is tested
 
 
 class MetaConfig(_Strict):
@@ -324,6 +327,15 @@ class MetaConfig(_Strict):
     model: MetaModel = MetaModel()
     method: MetaMethod = MetaMethod()
     train: MetaTrain = MetaTrain()
+
+    @model_validator(mode="after")
+    def _heads_fix_the_way(self) -> "MetaConfig":
+        other = sorted(set(self.train.test_ways) - {self.data.n_way})
+        if other and self.method.name not in ("protonet", "finetune"):
+            raise TransferkitError(f"train.test_ways names {other[0]}-way, but {self.method.name} learns a head of "
+                                   f"data.n_way={self.data.n_way} outputs; test other ways with protonet or finetune, "
+                                   f"or remove {other[0]} from train.test_ways.")
+        return self
 
 
 def _fields(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -52,3 +52,25 @@ def test_a_bad_key_exits_2_with_one_sentence_naming_it(meta_config, tmp_path):
     assert res.returncode == 2
     assert "config key 'method.inner_lr'" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_predict_adapts_a_meta_run_to_a_support_folder_and_exits_2_without_one(meta_config, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "run"
+    assert cli(meta_config, "--out", out).returncode == 0
+    x = np.load(tmp_path / "tiny.npz")["x"]
+    for name, rows in {"support/a": [0], "support/b": [6], "support/c": [12], "queries": [1, 7, 13]}.items():
+        (tmp_path / name).mkdir(parents=True)
+        for i in rows:
+            Image.fromarray(x[i]).save(tmp_path / name / f"{i}.png")
+    env = os.environ | {"COLUMNS": "200", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "transferkit", "predict", *map(str, a)], env=env,
+                                    capture_output=True, text=True, timeout=600)
+    res = run(out, tmp_path / "queries", "--support", tmp_path / "support", "--out", tmp_path / "pred.csv")
+    assert res.returncode == 0, res.stderr
+    lines = (tmp_path / "pred.csv").read_text().splitlines()
+    assert lines[0] == "input,prediction,class,confidence" and len(lines) == 4
+    assert all(line.split(",")[2] in "abc" for line in lines[1:])
+    bad = run(out, tmp_path / "queries")
+    assert bad.returncode == 2 and "pass --support" in bad.stderr and "Traceback" not in bad.stderr

@@ -13,7 +13,7 @@ from transferkit.backbones import create_backbone
 from transferkit.errors import TransferkitError
 from transferkit.meta import Episode, EpisodeSampler
 from transferkit.meta.learners import class_batch, fit_head
-from transferkit.runs.meta import build_learner, evaluate_episodes, load_meta_data, run_meta
+from transferkit.runs.meta import build_learner, evaluate_episodes, head_outputs, load_meta_data, run_meta
 from transferkit.config import MetaConfig, parse_config
 
 METHODS = ["maml", "fomaml", "anil", "reptile", "protonet", "finetune"]
@@ -67,7 +67,7 @@ def test_every_method_trains_end_to_end_and_changes_the_weights(tiny_images, tmp
     cfg = parse_config(config(tiny_images, method), schema=MetaConfig)
     ds, splits = load_meta_data(cfg.data)
     sampler = EpisodeSampler(ds, splits["train"], 3, 1, 2, seed=0)
-    before = build_learner(cfg, sampler, (1, 16, 16)).state_dict()
+    before = build_learner(cfg, head_outputs(cfg, sampler), (1, 16, 16)).state_dict()
     res = run_meta(cfg, tmp_path / method, progress=False)
     after = load_file(str(tmp_path / method / "model.safetensors"))
     assert set(after) == set(before)
@@ -105,7 +105,8 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tiny_images, tm
     rows = lambda d: [{k: v for k, v in json.loads(r).items() if k != "seconds"}
                       for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
     assert rows("cut") == rows("whole") and [r["iteration"] for r in rows("cut")] == [2, 4, 6]
-    assert res["test"] == json.loads((tmp_path / "whole" / "results.json").read_text())["test"]
+    untimed = lambda t: {k: v for k, v in t.items() if k != "seconds"}
+    assert untimed(res["test"]) == untimed(json.loads((tmp_path / "whole" / "results.json").read_text())["test"])
 
 
 def test_resume_refuses_a_different_config(tiny_images, tmp_path):
@@ -273,3 +274,65 @@ def test_dropout_in_the_backbone_runs_one_outer_step(method):
     assert np.isfinite(loss)
     after = learner.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_one_run_tests_every_way_and_shot_asked_for(tiny_images, tmp_path):
+    res = run_meta(config(tiny_images, test_ways=[2], test_shots=[1, 2]), tmp_path / "run", progress=False)
+    assert [(t["n_way"], t["k_shot"]) for t in res["tests"]] == [(3, 1), (2, 1), (2, 2), (3, 2)]
+    assert res["test"] == res["tests"][0] and all(t["episodes"] == 10 for t in res["tests"])
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "2-way 2-shot" in report and "3-way 2-shot" in report
+
+
+def test_a_head_of_n_way_outputs_refuses_other_test_ways(tiny_images):
+    with pytest.raises(TransferkitError, match="fomaml learns a head of data.n_way=3 outputs; .* remove 2 from"):
+        parse_config(config(tiny_images, "fomaml", test_ways=[2]), schema=MetaConfig)
+
+
+def _png_folders(root, x, groups: dict[str, list[int]]):
+    from PIL import Image
+
+    for name, rows in groups.items():
+        (root / name).mkdir(parents=True)
+        for i in rows:
+            Image.fromarray(x[i]).save(root / name / f"{i:03d}.png")
+    return root
+
+
+@pytest.mark.parametrize("method", ["protonet", "fomaml"])
+def test_predict_adapts_a_trained_run_to_a_support_folder(tiny_images, tmp_path, method):
+    from transferkit.api import predict
+    from transferkit.runs.meta import load_meta_run
+
+    run_meta(config(tiny_images, method), tmp_path / "run", progress=False)
+    d = np.load(tiny_images)
+    x, y = d["x"], d["y"]
+    support = _png_folders(tmp_path / "support", x, {f"char{c}": [int(np.flatnonzero(y == c)[0])] for c in (9, 10, 11)})
+    queries = _png_folders(tmp_path / "queries", x, {"q": [int(i) for c in (9, 10, 11) for i in np.flatnonzero(y == c)[1:3]]})
+    rows = predict(tmp_path / "run", queries / "q", support=support)
+    assert len(rows) == 6 and {r["class"] for r in rows} <= {"char9", "char10", "char11"}
+    assert all(0 < r["confidence"] <= 1 and r["class"] == sorted(["char10", "char11", "char9"])[r["prediction"]]
+               for r in rows)
+    _, learner, _ = load_meta_run(tmp_path / "run")  # the same as adapting from Python on the arrays
+    sx = torch.as_tensor(x[[int(np.flatnonzero(y == c)[0]) for c in (10, 11, 9)]], dtype=torch.float32)[:, None] / 255
+    qx = torch.as_tensor(x[[int(i) for c in (9, 10, 11) for i in np.flatnonzero(y == c)[1:3]]],
+                         dtype=torch.float32)[:, None] / 255
+    expected = learner.logits(sx, torch.arange(3), qx).argmax(1)  # folders sort as char10, char11, char9
+    assert [r["prediction"] for r in rows] == expected.tolist()
+
+
+def test_predict_says_what_a_meta_run_needs(tiny_images, tmp_path):
+    from transferkit.api import predict
+
+    run_meta(config(tiny_images), tmp_path / "run", progress=False)
+    x = np.load(tiny_images)["x"]
+    _png_folders(tmp_path / "one", x, {"only": [0, 1]})
+    with pytest.raises(TransferkitError, match="is a meta-learning run.*pass --support"):
+        predict(tmp_path / "run", tmp_path / "one")
+    with pytest.raises(TransferkitError, match="holds 1 class; give at least two"):
+        predict(tmp_path / "run", tmp_path / "one", support=tmp_path / "one")
+    (tmp_path / "one" / "empty").mkdir()
+    with pytest.raises(TransferkitError, match="'.*empty' holds no images; add images or remove it"):
+        predict(tmp_path / "run", tmp_path / "one", support=tmp_path / "one")
+    with pytest.raises(TransferkitError, match="--support applies to meta-learning runs"):
+        predict(tmp_path, tmp_path / "one", support=tmp_path / "one")

@@ -10,8 +10,13 @@ accuracy on a new episode after adapting to its support set. The maths is in :mo
   frozen features.
 
 A learner is an ``nn.Module`` holding the model and its own learned state (Meta-SGD's rates), so
-both are checkpointed together. Batch norm must use batch statistics (see
-:func:`batch_statistics_only`), as in MAML's reference code: each task normalises with its own.
+both are checkpointed together.
+
+Batch norm: the inner-loop methods (``maml``, ``fomaml``, ``anil``, ``reptile``) normalise with the
+statistics of each batch they see, in training and evaluation (see :func:`batch_statistics_only`), as
+MAML's and Reptile's reference code do (the "transductive" setting of Nichol et al., Sec. 6: a query
+batch is normalised with its own statistics). ``protonet`` and ``finetune`` keep running statistics
+and evaluate in eval mode, so a query's prediction never depends on the other queries.
 """
 
 from __future__ import annotations
@@ -68,11 +73,13 @@ class MetaLearner(nn.Module):
 
     def __init__(self, model: nn.Module, method: str, n_way: int, inner_steps: int = 1,
                  eval_inner_steps: int | None = None, inner_lr: float = 0.4, learn_inner_lr: bool = False,
-                 metric: str = "euclidean") -> None:
+                 metric: str = "euclidean", vectorize: bool = True) -> None:
         super().__init__()
-        self.model, self.method, self.n_way, self.metric = batch_statistics_only(model), method, n_way, metric
+        inner_loop = method not in ("protonet", "finetune")
+        self.model = batch_statistics_only(model) if inner_loop else model
+        self.method, self.n_way, self.metric = method, n_way, metric
         self.inner_steps, self.eval_steps = inner_steps, eval_inner_steps or inner_steps
-        self.inner_lr = inner_lr
+        self.inner_lr, self.vectorize = inner_lr, vectorize
         names = [n for n, _ in model.named_parameters()]
         self.trainable = [n for n in names if n.startswith("heads.")] if method == "anil" else None
         self.rates = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(torch.full_like(p, inner_lr))
@@ -89,22 +96,22 @@ class MetaLearner(nn.Module):
             x, y = batch
             return F.cross_entropy(self.model(x).logits, y)
         if self.method == "protonet":
-            return torch.stack([self._proto(sx, sy, qx, qy)[0] for sx, sy, qx, qy in
+            return torch.stack([self._proto_loss(sx, sy, qx, qy) for sx, sy, qx, qy in
                                 zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y)]).mean()
         return maml_loss(self.model, dict(self.model.named_parameters()), batch.support_x, batch.support_y,
                          batch.query_x, batch.query_y, self.inner_steps, self._lr(),
-                         first_order=self.method == "fomaml", trainable=self.trainable)
+                         first_order=self.method == "fomaml", trainable=self.trainable, vectorize=self.vectorize)
 
-    def _proto(self, sx, sy, qx, qy):
-        f = self.model.backbone.features(torch.cat([sx, qx]))  # one pass: batch norm sees the episode
-        sf, qf = f[:len(sx)], f[len(sx):]
-        return proto_loss(sf, sy, qf, qy, int(sy.max()) + 1, self.metric), sf, qf
+    def _proto_loss(self, sx, sy, qx, qy):
+        f = self.model.backbone.features(torch.cat([sx, qx]))  # one pass over the episode
+        return proto_loss(f[:len(sx)], sy, f[len(sx):], qy, int(sy.max()) + 1, self.metric)
 
     @torch.no_grad()
     def reptile_step(self, batch: Episode, epsilon: float) -> float:
         """Reptile's outer update in place; returns the mean query loss of the adapted weights."""
         params = {n: p.detach() for n, p in self.model.named_parameters()}
-        adapted = adapt_batch(self.model, params, batch.support_x, batch.support_y, self.inner_steps, self.inner_lr)
+        adapted = adapt_batch(self.model, params, batch.support_x, batch.support_y, self.inner_steps, self.inner_lr,
+                              vectorize=self.vectorize)
         loss = torch.stack([F.cross_entropy(logits_of(functional_call(
             self.model, {n: w[t] for n, w in adapted.items()}, (qx,))), qy)
             for t, (qx, qy) in enumerate(zip(batch.query_x, batch.query_y))]).mean()
@@ -112,22 +119,25 @@ class MetaLearner(nn.Module):
             self.model.get_parameter(n).copy_(p)
         return float(loss)
 
-    def accuracy(self, ep: Episode) -> float:
-        """The query accuracy on a new episode after adapting to its support set."""
-        sx, sy, qx, qy = ep.support_x, ep.support_y, ep.query_x, ep.query_y
+    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """The query logits ``[Q, N]`` after adapting to a support set of ``N`` classes labelled
+        ``0..N-1`` (prototypes, a new head, or inner-loop steps); the model itself is not changed."""
+        sx, sy, qx, n_way = support_x, support_y, query_x, int(support_y.max()) + 1
         with torch.no_grad():
             if self.method == "protonet":
-                _, sf, qf = self._proto(sx, sy, qx, qy)
-                logits = proto_logits(qf, prototypes(sf, sy, self.n_way), self.metric)
-            elif self.method == "finetune":
                 f = self.model.backbone.features(torch.cat([sx, qx]))
-                w, b = fit_head(f[:len(sx)], sy, self.n_way, self.eval_steps, self.inner_lr)
-                logits = f[len(sx):] @ w.T + b
-            else:  # torch.func.grad differentiates inside no_grad
-                lr = self._lr()
-                lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
-                params = {n: p.detach() for n, p in self.model.named_parameters()}
-                fast = adapt(self.model, params, sx, sy, self.eval_steps, lr, first_order=True,
-                             trainable=self.trainable)
-                logits = logits_of(functional_call(self.model, fast, (qx,)))
-        return float((logits.argmax(1) == qy).float().mean())
+                return proto_logits(f[len(sx):], prototypes(f[:len(sx)], sy, n_way), self.metric)
+            if self.method == "finetune":
+                f = self.model.backbone.features(torch.cat([sx, qx]))
+                w, b = fit_head(f[:len(sx)], sy, n_way, self.eval_steps, self.inner_lr)
+                return f[len(sx):] @ w.T + b
+            # torch.func.grad differentiates inside no_grad
+            lr = self._lr()
+            lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
+            params = {n: p.detach() for n, p in self.model.named_parameters()}
+            fast = adapt(self.model, params, sx, sy, self.eval_steps, lr, first_order=True, trainable=self.trainable)
+            return logits_of(functional_call(self.model, fast, (qx,)))
+
+    def accuracy(self, ep: Episode) -> float:
+        """The query accuracy on a new episode after adapting to its support set."""
+        return float((self.logits(ep.support_x, ep.support_y, ep.query_x).argmax(1) == ep.query_y).float().mean())

@@ -86,18 +86,22 @@ def load_meta_data(cfg: MetaData) -> tuple[ArrayDataset, dict[str, list[int]]]:
     return ds, splits
 
 
-def build_learner(cfg: MetaConfig, train: EpisodeSampler, image_shape: tuple) -> MetaLearner:
-    """The model (backbone + a head of n_way outputs, or of every meta-train class for ``finetune``)
-    inside its method, initialised from ``train.seed``."""
+def head_outputs(cfg: MetaConfig, train: EpisodeSampler) -> int:
+    """The head's width: n_way, or every (class, rotation) of the meta-train classes for ``finetune``."""
+    return len(train.classes) if cfg.method.name == "finetune" else cfg.data.n_way
+
+
+def build_learner(cfg: MetaConfig, outputs: int, image_shape: tuple) -> MetaLearner:
+    """The model (backbone + a linear head of ``outputs``, see :func:`head_outputs`) inside its
+    method, initialised from ``train.seed``."""
     torch.manual_seed(cfg.train.seed)
     m, args = cfg.method, dict(cfg.model.backbone_args)
     if cfg.model.backbone == "conv4":
         args = {"in_channels": image_shape[0], "image_size": image_shape[-1]} | args
     backbone = create_backbone(cfg.model.backbone, **args)
-    outputs = len(train.classes) if m.name == "finetune" else cfg.data.n_way
     model = TransferModel(backbone, create_head("linear", backbone.num_features, outputs))
     return MetaLearner(model, m.name, cfg.data.n_way, m.inner_steps, m.eval_inner_steps, m.inner_lr,
-                       m.learn_inner_lr, m.metric)
+                       m.learn_inner_lr, m.metric, m.vectorize)
 
 
 def _samplers(cfg: MetaConfig, ds, splits) -> dict[str, EpisodeSampler]:
@@ -109,6 +113,21 @@ def _samplers(cfg: MetaConfig, ds, splits) -> dict[str, EpisodeSampler]:
     queries = {"train": d.train_q_queries or d.q_queries, "val": d.q_queries, "test": d.q_queries}
     return {s: EpisodeSampler(ds, splits[s], way[s], d.k_shot, queries[s], d.rotations, seed=3 * seed + k,
                               name=f"meta-{s if s != 'val' else 'validation'}") for k, s in enumerate(SPLITS)}
+
+
+def test_settings(cfg: MetaConfig) -> list[tuple[int, int]]:
+    """(way, shot) of every test: data's first, then each of train.test_ways x train.test_shots."""
+    main = (cfg.data.n_way, cfg.data.k_shot)
+    ways = sorted(set(cfg.train.test_ways) | {main[0]})
+    shots = sorted(set(cfg.train.test_shots) | {main[1]})
+    return [main] + [(w, k) for w in ways for k in shots if (w, k) != main]
+
+
+def _test_samplers(cfg: MetaConfig, ds, splits, main: EpisodeSampler) -> dict[tuple[int, int], EpisodeSampler]:
+    """A meta-test sampler per test setting; they share the main test sampler's seed."""
+    return {(w, k): main if (w, k) == (main.n_way, main.k_shot) else
+            EpisodeSampler(ds, splits["test"], w, k, cfg.data.q_queries, cfg.data.rotations, seed=main.seed,
+                           name=f"meta-test ({w}-way {k}-shot)") for w, k in test_settings(cfg)}
 
 
 def _on(ep, device):
@@ -202,7 +221,9 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
     out, device, t = Path(out), _device(cfg.train.device), cfg.train
     ds, splits = load_meta_data(cfg.data)
     samplers = _samplers(cfg, ds, splits)  # every episode error is raised before the run directory is touched
-    learner = build_learner(cfg, samplers["train"], tuple(ds[0][0].shape)).to(device)
+    tests = _test_samplers(cfg, ds, splits, samplers["test"])
+    image_shape, outputs = tuple(ds[0][0].shape), head_outputs(cfg, samplers["train"])
+    learner = build_learner(cfg, outputs, image_shape).to(device)
     prepare_run_dir(out, overwrite, resume)
     if resume:
         _same_config(out, cfg)
@@ -232,13 +253,99 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
             losses = []
             if on_eval is not None:
                 on_eval(record)
-    tic = time.perf_counter()
-    test = evaluate_episodes(learner, samplers["test"], t.test_episodes, device)
+    results_tests = []
+    for (way, shot), sampler in tests.items():
+        tic = time.perf_counter()
+        results_tests.append({"n_way": way, "k_shot": shot} | evaluate_episodes(learner, sampler, t.test_episodes, device)
+                             | {"seconds": time.perf_counter() - tic})
     results = {"name": cfg.name or out.name, "method": cfg.method.name, "n_way": cfg.data.n_way,
-               "k_shot": cfg.data.k_shot, "iterations": t.iterations, "test": test,
-               "classes": {s: len(splits[s]) for s in SPLITS}, "train_seconds": seconds,
-               "test_seconds": time.perf_counter() - tic, "device": device.type}
+               "k_shot": cfg.data.k_shot, "iterations": t.iterations, "test": results_tests[0],
+               "tests": results_tests, "classes": {s: len(splits[s]) for s in SPLITS}, "train_seconds": seconds,
+               "test_seconds": sum(r["seconds"] for r in results_tests), "device": device.type,
+               "image_shape": list(image_shape), "head_outputs": outputs}
     ckpt.save_weights(learner, out / "model.safetensors")
     ckpt.atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     meta_report(out, results)
     return results
+
+
+def load_meta_run(run_dir: str | Path) -> tuple[MetaConfig, MetaLearner, dict]:
+    """A finished meta-learning run: its config, its learner with the trained weights (eval mode), and
+    ``results.json``'s dict."""
+    run_dir = Path(run_dir)
+    results_file = run_dir / "results.json"
+    if not results_file.is_file():
+        raise TransferkitError(f"'{run_dir}' is not a finished meta-learning run (no results.json); finish it with "
+                               f"`transferkit meta CONFIG --out {run_dir} --resume`.")
+    cfg = load_config(run_dir / "config.yaml", schema=MetaConfig)
+    results = json.loads(results_file.read_text())
+    learner = build_learner(cfg, results["head_outputs"], tuple(results["image_shape"]))
+    ckpt.load_weights(learner, run_dir / "model.safetensors")
+    return cfg, learner.eval(), results
+
+
+def is_meta_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` was written by ``transferkit meta`` (its results name a meta-learning method)."""
+    results = Path(run_dir) / "results.json"
+    return results.is_file() and "head_outputs" in json.loads(results.read_text())
+
+
+def _as_run_images(ds: ArrayDataset, cfg: MetaConfig, image_shape: tuple, what: str) -> torch.Tensor:
+    """Images of ``ds`` brought to the run's input: resized to its size and standardised as it was."""
+    x = ds.resize(image_shape[-1]).x if ds.kind == "image" and len(image_shape) == 3 else ds.x
+    x = torch.as_tensor(x, dtype=torch.float32)
+    if cfg.data.preprocess == "standardize":
+        x = standardized(ArrayDataset(x, np.zeros(len(x), dtype=np.int64)), what).x
+    if tuple(x.shape[1:]) != tuple(image_shape):
+        raise TransferkitError(f"{what} holds inputs of shape {tuple(x.shape[1:])}, and the run was trained on "
+                               f"{tuple(image_shape)}; give {image_shape[0]}-channel images like the training data.")
+    return x
+
+
+def read_support(path: str | Path, cfg: MetaConfig, image_shape: tuple) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A support set: a folder with one subfolder of images per class (named by the subfolder, in
+    sorted order), or an .npz with ``x`` and class ``y``. Returns ``(x, labels 0..N-1, class names)``."""
+    from transferkit.api import image_files_dataset
+    from transferkit.data.datasets import IMAGE_SUFFIXES
+
+    path = Path(path)
+    if not path.exists():
+        raise TransferkitError(f"Support set '{path}' does not exist; check the path.")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as d:
+            if not {"x", "y"} <= set(d.files):
+                raise TransferkitError(f"'{path}' needs arrays 'x' and 'y'; save the support set as "
+                                       "numpy.savez(path, x=..., y=...).")
+            x, y = d["x"], d["y"]
+        values, labels = np.unique(y, return_inverse=True)
+        ds, names = ArrayDataset(x, labels.astype(np.int64)), [str(v) for v in values]
+    else:
+        folders = sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+        files = [sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) for d in folders]
+        empty = [d for d, fs in zip(folders, files) if not fs]
+        if empty:
+            raise TransferkitError(f"Support class folder '{empty[0]}' holds no images; add images or remove it.")
+        ds = image_files_dataset([f for fs in files for f in fs], cfg)
+        labels = np.repeat(np.arange(len(folders)), [len(fs) for fs in files])
+        names = [d.name for d in folders]
+    if len(names) < 2:
+        raise TransferkitError(f"Support set '{path}' holds {len(names)} class; give at least two (one subfolder of "
+                               "images per class).")
+    return _as_run_images(ds, cfg, image_shape, f"Support set '{path}'"), torch.as_tensor(labels), names
+
+
+def predict_meta(run_dir: str | Path, support: str | Path, queries: str | Path) -> list[dict]:
+    """Adapt a meta-learning run to a new support set and predict each query: one row per query with
+    its id, the class (index into the sorted class folders, and name) and its probability."""
+    from transferkit.api import read_inputs
+
+    cfg, learner, results = load_meta_run(run_dir)
+    sx, sy, names = read_support(support, cfg, tuple(results["image_shape"]))
+    if cfg.method.name not in ("protonet", "finetune") and len(names) != results["n_way"]:
+        raise TransferkitError(f"Support set '{support}' has {len(names)} classes, and this {cfg.method.name} run learned "
+                               f"a head of {results['n_way']}; give {results['n_way']} class folders.")
+    ids, ds = read_inputs(queries, cfg)
+    qx = _as_run_images(ds, cfg, tuple(results["image_shape"]), f"Queries '{queries}'")
+    probs = torch.softmax(learner.logits(sx, sy, qx), dim=1)
+    return [{"input": i, "prediction": int(p.argmax()), "class": names[int(p.argmax())],
+             "confidence": round(float(p.max()), 4)} for i, p in zip(ids, probs)]
