@@ -336,3 +336,23 @@ def test_predict_says_what_a_meta_run_needs(tiny_images, tmp_path):
         predict(tmp_path / "run", tmp_path / "one", support=tmp_path / "one")
     with pytest.raises(TransferkitError, match="--support applies to meta-learning runs"):
         predict(tmp_path, tmp_path / "one", support=tmp_path / "one")
+
+
+def test_a_meta_run_is_a_transfer_source(tiny_images, tmp_path):
+    """The meta-learned backbone loads as `model.weights` of an ordinary run (keys `model.backbone.*`)."""
+    from transferkit import train
+
+    run_meta(config(tiny_images), tmp_path / "meta", progress=False)
+    weights = tmp_path / "meta" / "model.safetensors"
+    args = {"in_channels": 1, "width": 8, "image_size": 16}
+    meta = load_file(str(weights))
+    backbone = create_backbone("conv4", weights=weights, **args)
+    assert all(torch.equal(v, meta[f"model.backbone.{k}"]) for k, v in backbone.state_dict().items())
+    res = train({"data": {"dataset": str(tiny_images), "val_fraction": 0.0, "channels": 1},
+                 "model": {"backbone": "conv4", "backbone_args": args, "weights": str(weights)},
+                 "strategy": {"name": "feature_extraction"},
+                 "train": {"epochs": 1, "device": "cpu", "batch_size": 16}}, out=tmp_path / "target", progress=False)
+    after = load_file(str(tmp_path / "target" / "model.safetensors"))
+    assert all(torch.equal(after[f"backbone.{k}"], meta[f"model.backbone.{k}"]) for k in backbone.state_dict()
+               if "running" not in k and "num_batches" not in k)  # frozen features: the meta weights as they were
+    assert 0 <= res.metrics["test/accuracy"] <= 1

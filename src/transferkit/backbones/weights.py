@@ -42,10 +42,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
     """Copy ``state`` into ``module``, with one-sentence errors for missing keys or wrong shapes.
 
-    A ``backbone.`` prefix (a transferkit model file) is stripped; head keys are dropped.
+    A ``backbone.`` prefix (a transferkit model file) or ``model.backbone.`` (a ``transferkit meta``
+    run's) is stripped, and the rest of such a file dropped; head keys are dropped.
     """
-    if any(k.startswith("backbone.") for k in state):
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    for prefix in ("model.backbone.", "backbone."):
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            break
     own = module.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(HEAD_PREFIXES)}
     unexpected = sorted(set(state) - set(own))
