@@ -145,6 +145,23 @@ def test_batch_norm_with_per_task_statistics_vmaps_like_a_loop():
     torch.testing.assert_close(batched, looped, **TOL)
 
 
+def test_second_order_gradients_through_batch_norm_match_an_unrolled_loop():
+    """vmap's batch-norm backward rule is wrong for second derivatives (pytorch/functorch#534), so
+    second-order MAML through batch norm must take the loop; its gradients match autograd's, task by task."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, track_running_stats=False), nn.Tanh(),
+                        nn.Linear(6, 3)).double()
+    sx, sy, qx, qy = _tasks(tasks=2)
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters()}
+    batched = maml_loss(net, params, sx, sy, qx, qy, steps=2, lr=0.3)  # vectorize=True asked for
+    looped = sum(task_loss(net, adapt(net, params, sx[t], sy[t], 2, 0.3), qx[t], qy[t]) for t in range(2)) / 2
+    got = torch.autograd.grad(batched, list(params.values()))
+    for a, b in zip(got, torch.autograd.grad(looped, list(params.values()))):
+        torch.testing.assert_close(a, b, **TOL)
+    bias = dict(zip(params, got))["0.bias"]  # a bias before batch norm cannot move the loss
+    torch.testing.assert_close(bias, torch.zeros_like(bias), **TOL)
+
+
 def test_batch_norm_tracking_running_statistics_in_training_mode_is_refused():
     net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3)).double()
     sx, sy, qx, qy = _tasks(tasks=2)

@@ -195,6 +195,18 @@ def test_fit_head_takes_gradient_steps_from_zero():
     assert torch.allclose(w, -g) and torch.allclose(b, torch.zeros(2))
 
 
+def test_fit_head_equals_autograd_gradient_descent_on_the_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    f, y = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.arange(5).repeat(2)
+    w, b = torch.zeros(5, 6, dtype=torch.float64, requires_grad=True), torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    for _ in range(7):
+        gw, gb = torch.autograd.grad(F.cross_entropy(f @ w.T + b, y), (w, b))
+        w, b = (w - 0.3 * gw).detach().requires_grad_(True), (b - 0.3 * gb).detach().requires_grad_(True)
+    fw, fb = fit_head(f, y, 5, steps=7, lr=0.3)
+    torch.testing.assert_close(fw, w.detach())
+    torch.testing.assert_close(fb, b.detach())
+
+
 def test_class_batches_are_reproducible_and_cover_rotated_classes(tiny_images):
     cfg = parse_config(config(tiny_images) | {"data": config(tiny_images)["data"] | {"rotations": True}},
                        schema=MetaConfig)
@@ -356,3 +368,16 @@ def test_a_meta_run_is_a_transfer_source(tiny_images, tmp_path):
     assert all(torch.equal(after[f"backbone.{k}"], meta[f"model.backbone.{k}"]) for k in backbone.state_dict()
                if "running" not in k and "num_batches" not in k)  # frozen features: the meta weights as they were
     assert 0 <= res.metrics["test/accuracy"] <= 1
+
+
+def test_adapting_checks_the_support_labels(tiny_images, tmp_path):
+    from transferkit.runs.meta import load_meta_run
+
+    run_meta(config(tiny_images, "fomaml"), tmp_path / "run", progress=False)
+    _, learner, _ = load_meta_run(tmp_path / "run")
+    x = torch.rand(8, 1, 16, 16)
+    assert learner.logits(x[:2], torch.tensor([0, 1]), x[2:]).shape == (6, 2)  # fewer classes than the head: its first columns
+    with pytest.raises(TransferkitError, match="has no example of class 1; label the support classes 0..N-1"):
+        learner.logits(x[:2], torch.tensor([0, 2]), x[2:])
+    with pytest.raises(TransferkitError, match="has 4 classes, and this fomaml model learned a head of 3"):
+        learner.logits(x[:4], torch.arange(4), x[4:])

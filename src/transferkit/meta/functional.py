@@ -50,6 +50,10 @@ def _check_batch_norm(model: torch.nn.Module) -> None:
                              "inner loop cannot do; build it with track_running_stats=False or call model.eval().")
 
 
+def _has_batch_norm(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def _step_size(lr: float | Mapping[str, torch.Tensor], name: str):
     """The inner learning rate of one parameter: a number, or (Meta-SGD) its own learned tensor."""
     return lr[name] if isinstance(lr, Mapping) else lr
@@ -128,7 +132,10 @@ def maml_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], suppor
     with ``lr`` a dict of tensors, its gradient w.r.t. them trains Meta-SGD's rates. See
     :func:`adapt` for the inner loop. ``randomness`` is ``vmap``'s: ``"different"`` (default) gives each
     task its own dropout masks; ``"error"`` refuses random operations. ``vectorize=False`` loops over
-    the tasks instead (:func:`over_tasks`).
+    the tasks instead (:func:`over_tasks`). Second-order MAML through batch norm always loops:
+    ``vmap``'s batching rule of batch norm's backward pass gives wrong second derivatives
+    (pytorch/functorch#534; the parameters before a batch-norm layer get gradients off by percents),
+    while the first-order methods never differentiate through that backward pass.
 
     Shape:
         support_x: ``[T, S, ...]``; support_y: ``[T, S]``; query_x: ``[T, Q, ...]``;
@@ -141,6 +148,7 @@ def maml_loss(model: torch.nn.Module, params: Mapping[str, torch.Tensor], suppor
         fast = adapt(model, params, sx, sy, steps, lr, first_order, trainable, loss_fn)
         return task_loss(model, fast, qx, qy, loss_fn)
 
+    vectorize = vectorize and (first_order or not _has_batch_norm(model))
     return over_tasks(one_task, vectorize, randomness)(support_x, support_y, query_x, query_y).mean()
 
 

@@ -336,14 +336,15 @@ def read_support(path: str | Path, cfg: MetaConfig, image_shape: tuple) -> tuple
 
 def predict_meta(run_dir: str | Path, support: str | Path, queries: str | Path) -> list[dict]:
     """Adapt a meta-learning run to a new support set and predict each query: one row per query with
-    its id, the class (index into the sorted class folders, and name) and its probability."""
+    its id, the class (index into the sorted class folders, and name) and its probability.
+
+    The inner-loop methods (maml, fomaml, anil, reptile) normalise the queries with their own batch
+    statistics, as in training, so their predictions are made for the queries together; protonet and
+    finetune predict each query on its own."""
     from transferkit.api import read_inputs
 
     cfg, learner, results = load_meta_run(run_dir)
     sx, sy, names = read_support(support, cfg, tuple(results["image_shape"]))
-    if cfg.method.name not in ("protonet", "finetune") and len(names) != results["n_way"]:
-        raise TransferkitError(f"Support set '{support}' has {len(names)} classes, and this {cfg.method.name} run learned "
-                               f"a head of {results['n_way']}; give {results['n_way']} class folders.")
     ids, ds = read_inputs(queries, cfg)
     qx = _as_run_images(ds, cfg, tuple(results["image_shape"]), f"Queries '{queries}'")
     probs = torch.softmax(learner.logits(sx, sy, qx), dim=1)
