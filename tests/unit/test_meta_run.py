@@ -381,3 +381,15 @@ def test_adapting_checks_the_support_labels(tiny_images, tmp_path):
         learner.logits(x[:2], torch.tensor([0, 2]), x[2:])
     with pytest.raises(TransferkitError, match="has 4 classes, and this fomaml model learned a head of 3"):
         learner.logits(x[:4], torch.arange(4), x[4:])
+
+
+def test_the_meta_examples_are_valid_configs():
+    from pathlib import Path
+
+    from transferkit.config import load_config
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples/meta").glob("*.yaml"))
+    assert len(examples) >= 2
+    for path in examples:
+        cfg = load_config(path, schema=MetaConfig)
+        assert cfg.data.split == "vinyals" and cfg.train.test_episodes == 600, path
