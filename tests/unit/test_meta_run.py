@@ -393,3 +393,19 @@ def test_the_meta_examples_are_valid_configs():
     for path in examples:
         cfg = load_config(path, schema=MetaConfig)
         assert cfg.data.split == "vinyals" and cfg.train.test_episodes == 600, path
+
+
+def test_a_meta_run_is_a_rank_candidate(tmp_path):
+    """`conv4=RUN/model.safetensors` ranks a meta-learned backbone (default conv4: 1 channel, 28x28)."""
+    from transferkit import rank
+
+    rng = np.random.default_rng(1)
+    protos = rng.random((12, 28, 28)) > 0.5
+    x = np.concatenate([np.where(rng.random((8, 28, 28)) < 0.1, ~p, p) for p in protos]).astype(np.uint8) * 255
+    np.savez(tmp_path / "tiny28.npz", x=x, y=np.repeat(np.arange(12), 8))
+    cfg = config(tmp_path / "tiny28.npz", iterations=2) | {"model": {}}
+    run_meta(cfg, tmp_path / "meta", progress=False)
+    res = rank(str(tmp_path / "tiny28.npz"), [f"conv4={tmp_path / 'meta' / 'model.safetensors'}"],
+               test_fraction=0.0, cache_dir=tmp_path / "cache", device="cpu", progress=False)
+    rows = [r for r in res.rows if r["kind"] != "reference"]  # beside the random-init reference row
+    assert len(rows) == 1 and rows[0]["backbone"] == "conv4" and np.isfinite(rows[0]["logme"])
