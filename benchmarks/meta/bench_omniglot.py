@@ -48,11 +48,26 @@ PUBLISHED = {
 }
 
 
+def table(rows: list[dict]) -> str:
+    """The markdown table of BENCHMARKS.md: a row per method and setting, the published figure beside."""
+    lines = ["| method | setting | test accuracy, 600 episodes (%) | published (%) | gap (points) | iterations | meta-training s |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        pub, gap = r["published"], "" if r["published"] is None else f"{r['accuracy'] - r['published']:+.1f}"
+        lines.append(f"| {r['method']} | {r['n_way']}-way {r['k_shot']}-shot | {r['accuracy']:.1f} ± {r['ci95']:.1f} | "
+                     f"{'—' if pub is None else pub} | {gap} | {r['iterations']} | {r['train_seconds']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("runs/bench_meta"))
     ap.add_argument("--only", default=",".join(RUNS))
+    ap.add_argument("--table", action="store_true", help="print the results as BENCHMARKS.md's table and stop")
     args = ap.parse_args()
+    if args.table:
+        print(table([json.loads(line) for line in OUT.read_text().splitlines()]))
+        return
     torch.set_num_threads(1)
     import transferkit as tk
 

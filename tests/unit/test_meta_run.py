@@ -409,3 +409,37 @@ def test_a_meta_run_is_a_rank_candidate(tmp_path):
                test_fraction=0.0, cache_dir=tmp_path / "cache", device="cpu", progress=False)
     rows = [r for r in res.rows if r["kind"] != "reference"]  # beside the random-init reference row
     assert len(rows) == 1 and rows[0]["backbone"] == "conv4" and np.isfinite(rows[0]["logme"])
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+@pytest.mark.parametrize("meta_sgd", [False, True])
+def test_anil_computes_features_once_with_the_meta_gradient_of_the_full_inner_loop(vectorize, meta_sgd):
+    """ANIL's head-only inner loop on features computed once equals MAML's loop limited to the head's
+    parameters with the whole network run at every step (the reference: a Python loop, float64)."""
+    from transferkit.heads import create_head
+    from transferkit.meta.functional import adapt, logits_of, maml_loss
+    from transferkit.meta.learners import MetaLearner
+    from transferkit.model import TransferModel
+
+    torch.manual_seed(0)
+    backbone = create_backbone("conv4", in_channels=1, width=4, image_size=16)
+    model = TransferModel(backbone, create_head("linear", backbone.num_features, 3)).double()
+    learner = MetaLearner(model, "anil", 3, inner_steps=2, inner_lr=0.3, learn_inner_lr=meta_sgd,
+                          vectorize=vectorize).double()
+    g = torch.Generator().manual_seed(1)
+    sx, qx = torch.rand(2, 3, 1, 16, 16, generator=g, dtype=torch.float64), torch.rand(2, 6, 1, 16, 16, generator=g,
+                                                                                        dtype=torch.float64)
+    sy, qy = torch.arange(3).expand(2, 3), torch.arange(3).repeat(2).expand(2, 6)
+    params = dict(model.named_parameters())
+    wrt = list(learner.parameters())
+    new = learner.outer_loss(Episode(sx, sy, qx, qy, None))
+    old = maml_loss(model, params, sx, sy, qx, qy, 2, learner._lr(), trainable=learner.trainable, vectorize=False)
+    torch.testing.assert_close(new, old, atol=1e-10, rtol=1e-8)
+    for a, b in zip(torch.autograd.grad(new, wrt, allow_unused=True), torch.autograd.grad(old, wrt, allow_unused=True)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+    learner.eval()
+    with torch.no_grad():
+        lr = {n: v.detach() for n, v in learner._lr().items()} if meta_sgd else 0.3
+        fast = adapt(model, {n: p.detach() for n, p in params.items()}, sx[0], sy[0], 2, lr, True, learner.trainable)
+        torch.testing.assert_close(learner.logits(sx[0], sy[0], qx[0]),
+                                   logits_of(torch.func.functional_call(model, fast, (qx[0],))), atol=1e-10, rtol=1e-8)

@@ -29,8 +29,8 @@ from torch.func import functional_call, grad
 
 from transferkit.errors import TransferkitError
 from transferkit.meta.episodes import Episode, EpisodeSampler
-from transferkit.meta.functional import (adapt, adapt_batch, logits_of, maml_loss, proto_logits, proto_loss,
-                                         prototypes, reptile_update)
+from transferkit.meta.functional import (adapt, adapt_batch, logits_of, maml_loss, over_tasks, proto_logits,
+                                         proto_loss, prototypes, reptile_update, task_loss)
 
 GRADIENT_METHODS = ("maml", "fomaml", "anil")
 
@@ -101,9 +101,33 @@ class MetaLearner(nn.Module):
         if self.method == "protonet":
             return torch.stack([self._proto_loss(sx, sy, qx, qy) for sx, sy, qx, qy in
                                 zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y)]).mean()
+        if self.method == "anil":
+            return self._anil_loss(batch)
         return maml_loss(self.model, dict(self.model.named_parameters()), batch.support_x, batch.support_y,
                          batch.query_x, batch.query_y, self.inner_steps, self._lr(),
                          first_order=self.method == "fomaml", trainable=self.trainable, vectorize=self.vectorize)
+
+    def _head_view(self, params: dict, lr):
+        """ANIL's inner loop sees only the head: the head module, its parameters and step sizes (names
+        without the ``heads.<task>.`` prefix), and a function giving the backbone's features with
+        ``params``. The backbone does not change in the inner loop, so its features are computed once
+        per task rather than at every inner step; the meta-gradient is the same."""
+        prefix = f"heads.{self.model.default_task}."
+        head = {n[len(prefix):]: p for n, p in params.items() if n.startswith(prefix)}
+        body = {n[len("backbone."):]: p for n, p in params.items() if n.startswith("backbone.")}
+        lr = {n[len(prefix):]: v for n, v in lr.items()} if isinstance(lr, dict) else lr
+        return self.model.heads[self.model.default_task], head, lr, lambda x: functional_call(self.model.backbone, body, (x,))
+
+    def _anil_loss(self, batch: Episode) -> torch.Tensor:
+        """ANIL's meta-objective (Raghu et al., 2020): MAML's, with the inner loop on the head only."""
+        module, head, lr, features = self._head_view(dict(self.model.named_parameters()), self._lr())
+
+        def one_task(sx, sy, qx, qy):
+            fast = adapt(module, head, features(sx), sy, self.inner_steps, lr)
+            return task_loss(module, fast, features(qx), qy)
+
+        return over_tasks(one_task, self.vectorize)(batch.support_x, batch.support_y, batch.query_x,
+                                                    batch.query_y).mean()
 
     def _proto_loss(self, sx, sy, qx, qy):
         f = self.model.backbone.features(torch.cat([sx, qx]))  # one pass over the episode
@@ -145,6 +169,10 @@ class MetaLearner(nn.Module):
             lr = self._lr()
             lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
             params = {n: p.detach() for n, p in self.model.named_parameters()}
+            if self.method == "anil":
+                module, head, lr, features = self._head_view(params, lr)
+                fast = adapt(module, head, features(sx), sy, self.eval_steps, lr, first_order=True)
+                return logits_of(functional_call(module, fast, (features(qx),)))[:, :n_way]
             fast = adapt(self.model, params, sx, sy, self.eval_steps, lr, first_order=True, trainable=self.trainable)
             return logits_of(functional_call(self.model, fast, (qx,)))[:, :n_way]
 
