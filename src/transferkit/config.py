@@ -287,6 +287,7 @@ class MetaMethod(_Strict):
     eval_inner_steps: int | None = Field(None, ge=1)  # steps when adapting to validation / test episodes (None: inner_steps)
     inner_lr: float = Field(0.4, gt=0)  # inner-loop step size (finetune: the new head's, default 0.1)
     learn_inner_lr: bool = False  # Meta-SGD: learn one step size per weight (maml, fomaml, anil)
+    zero_head: bool = False  # maml / fomaml / anil / reptile: every task's head starts at zero (the zeroing trick of Kao et al., 2022)
     meta_batch: int = Field(1, ge=1)  # episodes per outer update
     vectorize: bool = True  # maml / fomaml / anil / reptile: run a meta-batch's tasks at once with torch.func.vmap (false: a Python loop, the same values; faster for conv nets on a CPU, see BENCHMARKS.md)
     metric: Literal["euclidean", "cosine"] = "euclidean"  # protonet: distance to the prototypes

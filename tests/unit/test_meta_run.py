@@ -443,3 +443,25 @@ def test_anil_computes_features_once_with_the_meta_gradient_of_the_full_inner_lo
         fast = adapt(model, {n: p.detach() for n, p in params.items()}, sx[0], sy[0], 2, lr, True, learner.trainable)
         torch.testing.assert_close(learner.logits(sx[0], sy[0], qx[0]),
                                    logits_of(torch.func.functional_call(model, fast, (qx[0],))), atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["fomaml", "anil", "reptile"])
+def test_the_zeroing_trick_starts_every_task_from_a_zero_head(tiny_images, tmp_path, method):
+    from transferkit.meta.functional import task_loss
+
+    cfg = parse_config(config(tiny_images, method) | {"method": config(tiny_images, method)["method"]
+                                                      | {"zero_head": True}}, schema=MetaConfig)
+    ds, splits = load_meta_data(cfg.data)
+    sampler = EpisodeSampler(ds, splits["train"], 3, 1, 2, seed=0)
+    learner = build_learner(cfg, head_outputs(cfg, sampler), (1, 16, 16))
+    ep = sampler.episode(0)
+    with torch.no_grad():
+        start = learner._params()
+    assert all(not p.any() for n, p in start.items() if n.startswith("heads."))
+    assert abs(task_loss(learner.model, start, ep.query_x, ep.query_y).item() - np.log(3.0)) < 1e-6
+    before = learner.state_dict()
+    run_meta(cfg, tmp_path / "run", progress=False)
+    after = load_file(str(tmp_path / "run" / "model.safetensors"))
+    heads = [k for k in before if ".heads." in k]
+    assert heads and all(torch.equal(before[k], after[k]) for k in heads)  # the stored head is never used nor moved
+    assert any(not torch.equal(before[k], after[k]) for k in before if k not in heads)

@@ -76,18 +76,28 @@ class MetaLearner(nn.Module):
 
     def __init__(self, model: nn.Module, method: str, n_way: int, inner_steps: int = 1,
                  eval_inner_steps: int | None = None, inner_lr: float = 0.4, learn_inner_lr: bool = False,
-                 metric: str = "euclidean", vectorize: bool = True) -> None:
+                 metric: str = "euclidean", vectorize: bool = True, zero_head: bool = False) -> None:
         super().__init__()
         inner_loop = method not in ("protonet", "finetune")
         self.model = batch_statistics_only(model) if inner_loop else model
         self.method, self.n_way, self.metric = method, n_way, metric
         self.inner_steps, self.eval_steps = inner_steps, eval_inner_steps or inner_steps
-        self.inner_lr, self.vectorize = inner_lr, vectorize
+        self.inner_lr, self.vectorize, self.zero_head = inner_lr, vectorize, zero_head and inner_loop
         names = [n for n, _ in model.named_parameters()]
         self.trainable = [n for n in names if n.startswith("heads.")] if method == "anil" else None
         self.rates = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(torch.full_like(p, inner_lr))
                                        for n, p in model.named_parameters() if n in (self.trainable or names)}
                                       ) if learn_inner_lr else None
+
+    def _params(self) -> dict:
+        """The parameters the inner loop starts from: the model's, with the head at zero under the
+        zeroing trick (Kao et al., 2022, "MAML is a Noisy Contrastive Learner in Classification": the
+        final linear layer is reset to zero after every outer update, so every task starts from a head
+        that favours no class; the head then receives no outer update)."""
+        params = dict(self.model.named_parameters())
+        if self.zero_head:
+            params |= {n: torch.zeros_like(p) for n, p in params.items() if n.startswith("heads.")}
+        return params
 
     def _lr(self):
         return {k.replace("__", "."): v for k, v in self.rates.items()} if self.rates is not None else self.inner_lr
@@ -103,7 +113,7 @@ class MetaLearner(nn.Module):
                                 zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y)]).mean()
         if self.method == "anil":
             return self._anil_loss(batch)
-        return maml_loss(self.model, dict(self.model.named_parameters()), batch.support_x, batch.support_y,
+        return maml_loss(self.model, self._params(), batch.support_x, batch.support_y,
                          batch.query_x, batch.query_y, self.inner_steps, self._lr(),
                          first_order=self.method == "fomaml", trainable=self.trainable, vectorize=self.vectorize)
 
@@ -120,7 +130,7 @@ class MetaLearner(nn.Module):
 
     def _anil_loss(self, batch: Episode) -> torch.Tensor:
         """ANIL's meta-objective (Raghu et al., 2020): MAML's, with the inner loop on the head only."""
-        module, head, lr, features = self._head_view(dict(self.model.named_parameters()), self._lr())
+        module, head, lr, features = self._head_view(self._params(), self._lr())
 
         def one_task(sx, sy, qx, qy):
             fast = adapt(module, head, features(sx), sy, self.inner_steps, lr)
@@ -136,14 +146,15 @@ class MetaLearner(nn.Module):
     @torch.no_grad()
     def reptile_step(self, batch: Episode, epsilon: float) -> float:
         """Reptile's outer update in place; returns the mean query loss of the adapted weights."""
-        params = {n: p.detach() for n, p in self.model.named_parameters()}
+        params = {n: p.detach() for n, p in self._params().items()}
         adapted = adapt_batch(self.model, params, batch.support_x, batch.support_y, self.inner_steps, self.inner_lr,
                               vectorize=self.vectorize)
         loss = torch.stack([F.cross_entropy(logits_of(functional_call(
             self.model, {n: w[t] for n, w in adapted.items()}, (qx,))), qy)
             for t, (qx, qy) in enumerate(zip(batch.query_x, batch.query_y))]).mean()
         for n, p in reptile_update(params, adapted, epsilon).items():
-            self.model.get_parameter(n).copy_(p)
+            if not (self.zero_head and n.startswith("heads.")):
+                self.model.get_parameter(n).copy_(p)
         return float(loss)
 
     def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
@@ -168,7 +179,7 @@ class MetaLearner(nn.Module):
             # torch.func.grad differentiates inside no_grad
             lr = self._lr()
             lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
-            params = {n: p.detach() for n, p in self.model.named_parameters()}
+            params = {n: p.detach() for n, p in self._params().items()}
             if self.method == "anil":
                 module, head, lr, features = self._head_view(params, lr)
                 fast = adapt(module, head, features(sx), sy, self.eval_steps, lr, first_order=True)

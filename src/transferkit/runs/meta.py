@@ -101,7 +101,7 @@ def build_learner(cfg: MetaConfig, outputs: int, image_shape: tuple) -> MetaLear
     backbone = create_backbone(cfg.model.backbone, **args)
     model = TransferModel(backbone, create_head("linear", backbone.num_features, outputs))
     return MetaLearner(model, m.name, cfg.data.n_way, m.inner_steps, m.eval_inner_steps, m.inner_lr,
-                       m.learn_inner_lr, m.metric, m.vectorize)
+                       m.learn_inner_lr, m.metric, m.vectorize, m.zero_head)
 
 
 def _samplers(cfg: MetaConfig, ds, splits) -> dict[str, EpisodeSampler]:
