@@ -13,36 +13,18 @@ Budgets (one CPU thread each):
 Test: 300 5-way 1-shot episodes of the meta-test characters, 15 queries per class.
 """
 
-from pathlib import Path
-
 import pytest
 
-from transferkit.runs.meta import run_meta
+from omniglot_meta import EPISODES, meta_and_baseline
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-OMNIGLOT = ROOT.parent / "shared/data/omniglot/omniglot.npz"
-EPISODES, ITERATIONS = 300, 600
-TRAIN = [f"data.dataset={OMNIGLOT}", "train.val_episodes=50", f"train.test_episodes={EPISODES}", "train.device=cpu"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    if not OMNIGLOT.is_file():
-        pytest.skip(f"{OMNIGLOT} is missing")
-    out = tmp_path_factory.mktemp("meta")
-    fomaml = run_meta(ROOT / "examples/meta/omniglot_fomaml.yaml", out / "fomaml", progress=False,
-                      overrides=TRAIN + ["method.zero_head=true", "method.meta_batch=8", f"train.iterations={ITERATIONS}",
-                                         f"train.eval_every={ITERATIONS}"])
-    images = ITERATIONS * 8 * (5 + 5)
-    base = run_meta(ROOT / "examples/meta/omniglot_fomaml.yaml", out / "finetune", progress=False,
-                    overrides=TRAIN + ["method.name=finetune", "method.batch_size=64", "method.inner_steps=100",
-                                       "method.eval_inner_steps=100", "method.inner_lr=0.1",
-                                       f"train.iterations={images // 64}", f"train.eval_every={images // 64}"])
-    for r in (fomaml, base):
-        print(r["method"], r["test"], f"{r['train_seconds']:.0f} s")
-    return fomaml["test"], base["test"]
+    # 600 updates of 8 episodes x (5 support + 5 query images) = 48,000 images = 750 batches of 64
+    return meta_and_baseline(tmp_path_factory.mktemp("meta"), "omniglot_fomaml.yaml",
+                             ["method.zero_head=true", "method.meta_batch=8"], 600, 750)
 
 
 def test_first_order_maml_reaches_90_percent_at_5_way_1_shot(runs):

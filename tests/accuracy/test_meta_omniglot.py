@@ -11,34 +11,16 @@ Budgets (one CPU thread each, about 3 minutes apiece):
 Test: 300 5-way 1-shot episodes of the meta-test characters, 15 queries per class (the CI is printed).
 """
 
-from pathlib import Path
-
 import pytest
 
-from transferkit.runs.meta import run_meta
+from omniglot_meta import EPISODES, meta_and_baseline
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-OMNIGLOT = ROOT.parent / "shared/data/omniglot/omniglot.npz"
-EPISODES = 300
-TRAIN = {"eval_every": 100, "val_episodes": 50, "test_episodes": EPISODES, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    if not OMNIGLOT.is_file():
-        pytest.skip(f"{OMNIGLOT} is missing")
-    out = tmp_path_factory.mktemp("meta")
-    proto = run_meta(ROOT / "examples/meta/omniglot_protonet.yaml", out / "protonet", progress=False,
-                     overrides=[f"data.dataset={OMNIGLOT}", "train.iterations=300"] + [f"train.{k}={v}" for k, v in TRAIN.items()])
-    base = run_meta(ROOT / "examples/meta/omniglot_protonet.yaml", out / "finetune", progress=False,
-                    overrides=[f"data.dataset={OMNIGLOT}", "method.name=finetune", "method.batch_size=64",
-                               "train.iterations=1700"] + [f"train.{k}={v}" for k, v in TRAIN.items()]
-                    + ["train.eval_every=850"])
-    for r in (proto, base):
-        print(r["method"], r["test"], f"{r['train_seconds']:.0f} s")
-    return proto["test"], base["test"]
+    return meta_and_baseline(tmp_path_factory.mktemp("meta"), "omniglot_protonet.yaml", [], 300, 1700)
 
 
 def test_protonets_reach_95_percent_at_5_way_1_shot(runs):
