@@ -34,7 +34,7 @@ RUNS = {  # name: (config, overrides)
                          "train.test_ways=[5,20]", "train.test_shots=[1,5]", "train.eval_every=500"]),
     "fomaml": (FOMAML, INNER + ["train.iterations=600"]),
     "anil": (FOMAML, INNER + ["method.name=anil", "train.iterations=600"]),
-    "reptile": (FOMAML, INNER + ["method.name=reptile", "train.iterations=600"]),
+    "reptile": (FOMAML, INNER + ["method.name=reptile", "train.iterations=300"]),
     "maml": (FOMAML, INNER + ["method.name=maml", "train.iterations=300"]),
     # 20-way: 4 times the images per episode, so 8 tasks per update and fewer updates
     "fomaml-20way": (FOMAML, INNER + ["data.n_way=20", "method.meta_batch=8", "train.iterations=200"]),
