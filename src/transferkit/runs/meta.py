@@ -115,7 +115,7 @@ def _samplers(cfg: MetaConfig, ds, splits) -> dict[str, EpisodeSampler]:
                               name=f"meta-{s if s != 'val' else 'validation'}") for k, s in enumerate(SPLITS)}
 
 
-def test_settings(cfg: MetaConfig) -> list[tuple[int, int]]:
+def evaluation_settings(cfg: MetaConfig) -> list[tuple[int, int]]:
     """(way, shot) of every test: data's first, then each of train.test_ways x train.test_shots."""
     main = (cfg.data.n_way, cfg.data.k_shot)
     ways = sorted(set(cfg.train.test_ways) | {main[0]})
@@ -127,7 +127,7 @@ def _test_samplers(cfg: MetaConfig, ds, splits, main: EpisodeSampler) -> dict[tu
     """A meta-test sampler per test setting; they share the main test sampler's seed."""
     return {(w, k): main if (w, k) == (main.n_way, main.k_shot) else
             EpisodeSampler(ds, splits["test"], w, k, cfg.data.q_queries, cfg.data.rotations, seed=main.seed,
-                           name=f"meta-test ({w}-way {k}-shot)") for w, k in test_settings(cfg)}
+                           name=f"meta-test ({w}-way {k}-shot)") for w, k in evaluation_settings(cfg)}
 
 
 def _on(ep, device):
