@@ -1,11 +1,17 @@
-"""The multi-task bars on real data: over the three benchmarks (Office-Caltech10 SURF domains,
+"""The multi-task bars on real data: of the three benchmarks (Office-Caltech10 SURF domains,
 Amazon-review domains on frozen MiniLM features, MultiMNIST), the best weighter's delta-m against
 single-task training is positive on at least two, and so is the best of each family: the loss
 weighters that set the weights themselves (uncertainty, DWA, RLW, GradNorm) and the gradient-based
 methods (MGDA-UB, PCGrad, CAGrad, IMTL-G). Every weighter trains on each; the configs are the
 examples users run (examples/multitask/*.yaml), some cut down to fit the test budget (the
-overrides below); BENCHMARKS.md has the full-size figures."""
+overrides below); BENCHMARKS.md has the full-size figures.
 
+The bar is held on Office-Caltech and Amazon, both of which must be positive (two of the three).
+MultiMNIST, where every weighter sits within about a point of single-task training even at full size
+(BENCHMARKS.md), trains here only as a check that every weighter runs on a shared CNN with shared
+inputs: 600 images and one epoch, no bar on its figures."""
+
+import math
 from pathlib import Path
 
 import pytest
@@ -19,8 +25,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "multitask"
 CUT = {
     "office_caltech": [],
     "amazon_minilm": ["data.per_task=800", "seeds=2"],
-    "multimnist": ["data.train_size=4000", "data.test_size=2000", "train.epochs=4", "seeds=1"],
 }
+SMOKE = {"multimnist": ["data.train_size=600", "data.test_size=300", "train.epochs=1", "seeds=1"]}
 REFERENCES = {"equal", "fixed"}  # the plain sum and hand-set weights: no method of either family
 FAMILIES = {
     "gradient-based": [n for n in WEIGHTERS.names() if hasattr(WEIGHTERS.get(n), "aggregate")],
@@ -32,7 +38,7 @@ FAMILIES = {
 def delta_ms(tmp_path_factory) -> dict[str, dict[str, float]]:
     """Per benchmark, every weighter's delta-m %."""
     out = {}
-    for name, overrides in CUT.items():
+    for name, overrides in (CUT | SMOKE).items():
         run_dir = tmp_path_factory.mktemp(name)
         cache = ["data.cache_dir=" + str(run_dir / "cache")] if name == "amazon_minilm" else []
         summary = run_multitask(EXAMPLES / f"{name}.yaml", run_dir / "run", progress=False, overrides=overrides + cache)
@@ -43,12 +49,19 @@ def delta_ms(tmp_path_factory) -> dict[str, dict[str, float]]:
 
 
 def _best(delta_ms, names) -> dict[str, tuple[str, float]]:
-    return {bench: max(((w, dm[w]) for w in names if w in dm), key=lambda p: p[1]) for bench, dm in delta_ms.items()}
+    """Per benchmark held to the bar (``CUT``), the best of ``names`` and its delta-m."""
+    return {bench: max(((w, dm[w]) for w in names if w in dm), key=lambda p: p[1])
+            for bench, dm in delta_ms.items() if bench in CUT}
 
 
 def test_the_families_are_the_registered_weighters():
     assert sorted(FAMILIES["gradient-based"]) == ["cagrad", "imtl_g", "mgda", "pcgrad"]
     assert sorted(FAMILIES["loss weighting"]) == ["dwa", "gradnorm", "rlw", "uncertainty"]
+
+
+def test_every_weighter_runs_on_multimnist(delta_ms):
+    dm = delta_ms["multimnist"]
+    assert set(dm) == set(WEIGHTERS.names()) and all(math.isfinite(v) for v in dm.values()), dm
 
 
 def test_the_best_weighter_beats_single_task_training_on_two_of_the_three_benchmarks(delta_ms):
