@@ -144,17 +144,21 @@ def _unlabelled(cfg: RunConfig, strategy: Strategy, task: TaskType) -> Dataset |
     return ds
 
 
-def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse to replace an existing run unless ``overwrite``; ``resume`` continues it in place."""
+def check_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to replace an existing run unless ``overwrite``, or to resume what is not a run; writes nothing."""
     if resume:
         if not (out / "config.yaml").is_file():
             raise TransferkitError(f"Cannot resume '{out}': it is not a run directory (no config.yaml); check the path.")
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise TransferkitError(f"Run directory '{out}' already exists; pass --overwrite to replace it or choose another --out.")
+
+
+def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to replace an existing run unless ``overwrite``; ``resume`` continues it in place."""
+    check_run_dir(out, overwrite, resume)
+    if resume:
         return
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise TransferkitError(
-                f"Run directory '{out}' already exists; pass --overwrite to replace it or choose another --out."
-            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -218,13 +222,17 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
         check_guard(cfg)
         cfg, note = guard_rows(cfg)
     p = prepare(cfg)
-    out = Path(out or Path("runs") / (cfg.name or time.strftime("run-%Y%m%d-%H%M%S")))
+    named = out is not None or bool(cfg.name)  # else a time-stamped name, which processes could disagree on
+    out = Path(out or default_run_dir(cfg.name))
     if resume:
         saved = (out / "config.yaml").read_text() if (out / "config.yaml").is_file() else None
         if saved is not None and saved != dump_config(p.cfg):
             raise TransferkitError(f"Cannot resume '{out}' with a different config; use its config.yaml or start a new run.")
-    prepare_run_dir(out, overwrite, resume)
-    (out / "config.yaml").write_text(dump_config(p.cfg), encoding="utf-8")
+    main = _processes_ready(p, out, named, overwrite, resume, guard)
+    if main:
+        prepare_run_dir(out, overwrite, resume)
+        (out / "config.yaml").write_text(dump_config(p.cfg), encoding="utf-8")
+    _all_processes_here()
     t0 = time.perf_counter()
     measures, before = [], None
     if p.unlabelled is not None:  # domain adaptation: label-free scores each epoch, distances before / after
@@ -237,7 +245,8 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
                                                                           resume=resume)
     seconds = time.perf_counter() - t0
     model = p.model
-    ckpt.save_weights(model, out / ckpt.MODEL_FILE)
+    if main:
+        ckpt.save_weights(model, out / ckpt.MODEL_FILE)
     summary = {"name": cfg.name, "strategy": p.cfg.strategy.name, "dataset": cfg.data.dataset,
                "train_examples": len(p.train), "epochs_run": len(history), "train_seconds": round(seconds, 3),
                "trainable_parameters": trainable_parameters(model, p.strategy, cfg),
@@ -260,9 +269,46 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
         from transferkit.runs.guard import baselines, verdict
 
         summary["guard"] = verdict(p.cfg.strategy.name, correct, baselines(p.cfg, out / "guard"), note)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    run_report(out, summary)
+    if main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        run_report(out, summary)
+    _all_processes_here()
     return RunResult(out, summary, history, model, correct)
+
+
+def default_run_dir(name: str | None) -> Path:
+    """``runs/<name>``, or ``runs/run-<date>-<time>`` for a config without a name."""
+    return Path("runs") / (name or time.strftime("run-%Y%m%d-%H%M%S"))
+
+
+def _processes_ready(p, out: Path, named: bool, overwrite: bool, resume: bool, guard: bool) -> bool:
+    """Under several processes, check what would stop the run in every process alike (before any of
+    them writes) and start the process group; return whether this process writes the run directory."""
+    from transferkit.engine import distributed
+
+    if distributed.world_size() == 1:
+        return True
+    if not named:
+        raise TransferkitError("Under several processes the run directory must be named; pass --out (or give the "
+                               "config a name).")
+    if guard:
+        raise TransferkitError("--guard trains its baselines in one process; run it without --processes or torchrun.")
+    distributed.check_strategy(p.cfg.strategy.name)
+    check_run_dir(out, overwrite, resume)  # raises the same sentence in every process, before any writes
+    from accelerate import PartialState
+
+    PartialState(cpu=p.cfg.train.device == "cpu").wait_for_everyone()  # starts the process group
+    return distributed.is_main_process()
+
+
+def _all_processes_here() -> None:
+    """A barrier when several processes run (rank 0 has written what the others read next)."""
+    from transferkit.engine import distributed
+
+    if distributed.world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 def selection_summary(history: list[dict], settings) -> dict:

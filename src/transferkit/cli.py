@@ -48,11 +48,36 @@ def train(
     guard: Annotated[bool, typer.Option(
         help="Also train the from-scratch (and source-only) baselines; warn if the transfer is not better on validation.")
     ] = False,
+    processes: Annotated[int, typer.Option(
+        min=1, help="Train in this many local processes (PyTorch DDP; train.batch_size is the global batch). "
+                    "Across machines, start `transferkit train` with torchrun instead.")] = 1,
 ) -> None:
     """Train one run from a config and write its run directory."""
     from transferkit.api import train as api_train
 
+    if processes > 1:
+        from transferkit.api import check_run_dir, default_run_dir
+        from transferkit.config import load_config
+        from transferkit.engine.distributed import check_strategy, launch_local, world_size
+
+        if world_size() > 1:
+            raise TransferkitError("--processes starts the processes itself; under torchrun or accelerate launch, leave it out.")
+        cfg = load_config(config, set_ or [])
+        check_strategy(cfg.strategy.name)  # refused here, in one sentence, rather than in every process
+        if guard:
+            raise TransferkitError("--guard trains its baselines in one process; run it without --processes.")
+        out = out or default_run_dir(cfg.name)  # one directory for every process
+        check_run_dir(out, overwrite, resume)
+        argv = ["train", str(config), *[a for kv in (set_ or []) for a in ("--set", kv)],
+                "--out", str(out), *(["--overwrite"] if overwrite else []),
+                *(["--resume"] if resume else []), *(["--guard"] if guard else [])]
+        raise typer.Exit(launch_local(processes, argv))
+
     res = api_train(config, out=out, overwrite=overwrite, resume=resume, overrides=set_ or [], guard=guard)
+    from transferkit.engine.distributed import is_main_process
+
+    if not is_main_process():  # under several processes the first one reports
+        return
     shown = {k: v for k, v in res.metrics.items() if k.startswith("test/") or k in ("train_seconds", "epochs_run")}
     if "auto" in res.metrics:
         console.print(f"Strategy auto chose '{res.metrics['auto']['strategy']}': {res.metrics['auto']['reason']}",

@@ -113,3 +113,20 @@ def test_cuda_request_without_gpu_is_a_clear_error(tiny_npz, tmp_path):
         pytest.skip("a GPU is present")
     with pytest.raises(TransferkitError, match="no GPU is visible"):
         train(tiny_config(tiny_npz, device="cuda"), out=tmp_path / "r", progress=False)
+
+
+def test_sharded_batches_give_every_row_of_each_batch_to_one_process_and_drop_a_batch_too_small_to_share():
+    from transferkit.engine.trainer import EpochSampler, ShardedBatches, TensorBatches
+
+    batches = TensorBatches(EpochSampler(23, seed=0), 5)  # 4 batches of 5 and one of 3
+    shards = [ShardedBatches(batches, rank, 2) for rank in range(2)]
+    parts = [list(s) for s in shards]
+    assert [len(s) for s in shards] == [5, 5]
+    for whole, a, b in zip(batches, *parts):
+        assert torch.equal(torch.cat([a, b]), whole) and len(a) - len(b) in (0, 1)
+    lists = list(ShardedBatches(batches, 1, 2, as_lists=True))
+    assert lists == [p.tolist() for p in parts[1]]
+    tiny = TensorBatches(EpochSampler(11, seed=0), 5)  # ... and a last batch of 1 row for 3 processes
+    assert [len(ShardedBatches(tiny, r, 3)) for r in range(3)] == [2, 2, 2]
+    assert sorted(i for r in range(3) for b in ShardedBatches(tiny, r, 3) for i in b.tolist()) == sorted(
+        i for b in list(tiny)[:2] for i in b.tolist())

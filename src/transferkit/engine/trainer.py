@@ -61,6 +61,25 @@ class TensorBatches(Sampler[torch.Tensor]):
         return math.ceil(len(self.sampler) / self.batch_size)
 
 
+class ShardedBatches(Sampler[torch.Tensor]):
+    """This process's share of every batch of ``batches`` (index tensors): the batch cut into
+    ``processes`` parts as equal as can be (``tensor_split``), so N processes see between them exactly
+    the batches one process would. A batch with fewer rows than processes (an epoch's last) is left
+    out in every process. ``as_lists`` gives lists, for a DataLoader's ``batch_sampler``."""
+
+    def __init__(self, batches, rank: int, processes: int, as_lists: bool = False) -> None:
+        self.batches, self.rank, self.processes, self.as_lists = batches, rank, processes, as_lists
+
+    def __iter__(self):
+        for idx in self.batches:
+            if len(idx) >= self.processes:
+                part = torch.as_tensor(idx).tensor_split(self.processes)[self.rank]
+                yield part.tolist() if self.as_lists else part
+
+    def __len__(self) -> int:
+        return sum(len(idx) >= self.processes for idx in self.batches)
+
+
 class IndexedBatches:
     """Batches of a dataset indexed by whole index tensors, without a DataLoader's per-batch machinery."""
 
@@ -159,9 +178,16 @@ class Trainer:
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
         # gradient accumulation is the trainer's own (windows that end with each epoch), not Accelerate's
+        # Under several processes (DDP), train.batch_size is the global batch: every process takes its
+        # share of each batch of the one epoch order (ShardedBatches), so N processes take the steps
+        # one process takes.
         self.accelerator = Accelerator(cpu=settings.device == "cpu", mixed_precision=settings.mixed_precision)
         if settings.device == "cuda" and self.accelerator.device.type != "cuda":
             raise TransferkitError("train.device is 'cuda' but no GPU is visible; set train.device to 'auto' or 'cpu'.")
+        n = self.accelerator.num_processes
+        if settings.batch_size < n:
+            raise TransferkitError(f"train.batch_size {settings.batch_size} is smaller than the {n} processes that share "
+                                   f"each batch; set it to at least {n} (it is the global batch).")
 
     # -- one epoch --------------------------------------------------------------------------
     def _train_epoch(self, model, strategy, loader, optimizer, phase: Phase, bar: EpochProgress,
@@ -185,6 +211,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True) if update is None else clear_grads(opt)
         for item in loader:
             x, y, index = item[0], item[1], (item[2] if len(item) > 2 else None)
+            scale = self._share(len(x), device)
             raw = Batch(move(x, device), move(y, device), task=head, precomputed=phase.precomputed, index=index,
                         progress=(epoch + steps / n) / self._epochs)
             batch = strategy.prepare_batch(raw)
@@ -197,7 +224,7 @@ class Trainer:
                 terms = strategy.named_loss_terms(batch, out, model)
                 window = min(accum, n - steps // accum * accum)  # batches in this accumulation window
                 terms, loss = strategy.backward(losses, terms, Step(plain, batch, out, steps,
-                                                                    self._backward(plain_step, window), step_now))
+                                                                    self._backward(plain_step, window, scale), step_now))
             if sync:
                 strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
                 if self.s.max_grad_norm:
@@ -213,15 +240,31 @@ class Trainer:
                 break
             bar.advance()
         strategy.after_epoch(plain)  # e.g. a loss weighter's per-epoch statistics
-        return {f"train/{k}": float(torch.stack(v).mean()) for k, v in sums.items()}  # each term over the steps it was logged
+        means = {k: torch.stack(v).mean() for k, v in sums.items()}  # each term over the steps it was logged
+        if acc.num_processes > 1:  # and over the processes, each of which saw its share of every batch
+            means = {k: acc.reduce(v.to(device), "mean") for k, v in means.items()}
+        return {f"train/{k}": float(v) for k, v in means.items()}
 
-    def _backward(self, plain_step: bool, window: int) -> Callable[[torch.Tensor], None]:
+    def _share(self, rows: int, device) -> float:
+        """Under N processes, ``N x`` this process's share of the batch's rows: its mean loss times this
+        is what DDP's average of the processes' gradients needs to give the mean over the whole batch
+        (1.0 when the shares are equal, and in one process). Terms of the weights alone come out the
+        same, since the factors average to one."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return 1.0
+        total = acc.reduce(torch.tensor(float(rows), device=device), "sum")
+        return rows * acc.num_processes / float(total)
+
+    def _backward(self, plain_step: bool, window: int, scale: float = 1.0) -> Callable[[torch.Tensor], None]:
         """The backward a strategy calls: the loss divided by the batches in this accumulation
-        window, then plain or through Accelerate (fp16 loss scaling)."""
-        if plain_step and window == 1:
+        window (and times this process's ``scale``, see ``_share``), then plain or through Accelerate
+        (fp16 loss scaling)."""
+        factor = scale / window
+        if plain_step and factor == 1.0:
             return torch.Tensor.backward
         backward = torch.Tensor.backward if plain_step else self.accelerator.backward
-        return lambda loss: backward(loss / window if window > 1 else loss)
+        return lambda loss: backward(loss * factor if factor != 1.0 else loss)
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, model: TransferModel, strategy: Strategy, train: Dataset, val: Dataset | None = None,
@@ -297,11 +340,18 @@ class Trainer:
         train_data = strategy.prepare_data(plain, train, phase)
         val_data = strategy.prepare_data(plain, val, phase) if val is not None and len(val) else None
         sampler = EpochSampler(len(train_data), s.seed)
-        if getattr(train_data, "batch_indexable", False) and acc.num_processes == 1 and not s.num_workers:
+        indexable, n = getattr(train_data, "batch_indexable", False) and not s.num_workers, acc.num_processes
+        if indexable or n > 1:
             # in-memory tensors: index a whole batch at once instead of item by item and collating;
-            # multi-task data from several datasets brings its own (mixed or alternating) batches
-            plan = getattr(train_data, "batch_plan", lambda *_: None)(sampler, s.batch_size)
-            loader = IndexedBatches(train_data, plan or TensorBatches(sampler, s.batch_size))
+            # multi-task data from several datasets brings its own (mixed or alternating) batches.
+            # Several processes: each takes its share of every batch (not Accelerate's sharding,
+            # which pads an epoch's last batch with rows from its start)
+            plan = getattr(train_data, "batch_plan", lambda *_: None)(sampler, s.batch_size) if indexable else None
+            batches = plan or TensorBatches(sampler, s.batch_size)
+            if n > 1:
+                batches = ShardedBatches(batches, acc.process_index, n, as_lists=not indexable)
+            loader = IndexedBatches(train_data, batches) if indexable else DataLoader(
+                train_data, batch_sampler=batches, num_workers=s.num_workers)
         else:
             loader = acc.prepare(DataLoader(train_data, batch_size=s.batch_size, sampler=sampler,
                                             num_workers=s.num_workers))
@@ -324,6 +374,7 @@ class Trainer:
             keep = {state.best_epoch - 1} if state.best_epoch else set()
             ckpt.save_checkpoint(self.run_dir / "checkpoints", epoch, model, optimizer, state.__dict__, keep,
                                  self._ckpt_keys, self._strategy)
+        self.accelerator.wait_for_everyone()  # the checkpoint is on disk before any process reads it
         for cb in self.callbacks:
             cb(record)
         return self._out_of_patience(state)

@@ -1,0 +1,103 @@
+"""Several processes (DDP through Accelerate, gloo on the CPU): `transferkit train --processes 2`, a
+resume under another process count and two torchrun agents as two "nodes" end with the weights of one
+process trained on the same global batches."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tests.conftest import tiny_config
+from transferkit import train
+
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "transferkit", *map(str, args)], capture_output=True, text=True,
+                          env=os.environ | {"COLUMNS": "200"}, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    """The tiny problem of tests/conftest.py (78 training rows) in batches of 5: two processes take 3
+    and 2 rows of each batch, 2 and 1 of the last."""
+    root = tmp_path_factory.mktemp("ddp")
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    np.savez(root / "tiny.npz", x=rng.normal(size=(120, 8)).astype(np.float32) + 2.0 * np.eye(3, 8)[y], y=y)
+    path = root / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(root / "tiny.npz", batch_size=5)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_process(config_file):
+    """The weights of the run in one process."""
+    out = config_file.parent / "one"
+    r = cli("train", config_file, "--out", out)
+    assert r.returncode == 0, r.stderr
+    return load_file(out / "model.safetensors")
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
+
+
+@pytest.mark.slow
+def test_two_processes_end_with_the_weights_of_one(config_file, one_process, tmp_path):
+    out = tmp_path / "two"
+    r = cli("train", config_file, "--out", out, "--processes", "2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("Run written to") == 1  # the first process reports, alone
+    assert_same_weights(one_process, load_file(out / "model.safetensors"))
+    one, two = ((d / "metrics.jsonl").read_text().splitlines() for d in (config_file.parent / "one", out))
+    assert len(two) == len(one) == 4  # one line per epoch, written by one process
+    assert {"summary.json", "report.html", "config.yaml", "checkpoints"} <= set(os.listdir(out))
+
+
+@pytest.mark.slow
+def test_a_run_stopped_in_one_process_resumes_in_two(config_file, one_process, tmp_path):
+    out = tmp_path / "resumed"
+
+    def stop(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config_file, out=out, progress=False, callbacks=[stop])
+    r = cli("train", config_file, "--out", out, "--resume", "--processes", "2")
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(one_process, load_file(out / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_two_torchrun_agents_as_two_nodes_end_with_the_weights_of_one(config_file, one_process, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "nodes"
+    agent = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
+             f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=transferkit-test", "-m", "transferkit",
+             "train", str(config_file), "--out", str(out)]
+    agents = [subprocess.Popen(agent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [a.communicate(timeout=300) for a in agents]
+    assert all(a.returncode == 0 for a in agents), [o[1][-2000:] for o in outputs]
+    assert sum(o[0].count("Run written to") for o in outputs) == 1
+    assert_same_weights(one_process, load_file(out / "model.safetensors"))
+
+
+def test_processes_refuse_an_unchecked_strategy_in_one_sentence(config_file, tmp_path):
+    out = tmp_path / "refused"
+    r = cli("train", config_file, "--out", out, "--processes", "2", "--set", "strategy.name=full+bss")
+    assert r.returncode == 2 and "Strategy 'full+bss' is not checked under several processes" in r.stderr
+    assert "train it in one process" in r.stderr and not out.exists()
+    r = cli("train", config_file, "--out", out, "--processes", "2", "--guard")
+    assert r.returncode == 2 and "--guard trains its baselines in one process" in r.stderr and not out.exists()
