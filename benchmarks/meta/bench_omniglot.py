@@ -37,7 +37,10 @@ RUNS = {  # name: (config, overrides)
     "reptile": (FOMAML, INNER + ["method.name=reptile", "train.iterations=300"]),
     "maml": (FOMAML, INNER + ["method.name=maml", "train.iterations=300"]),
     # 20-way: 4 times the images per episode, so 8 tasks per update and fewer updates
-    "fomaml-20way": (FOMAML, INNER + ["data.n_way=20", "method.meta_batch=8", "train.iterations=200"]),
+    # FOMAML at 20-way with MAML's recipe fell from 63.5 to 42.8 % meta-validation accuracy between updates
+    # 100 and 200: the zeroing trick (every task's head starts at zero) as in the make-test recipe
+    "fomaml-20way": (FOMAML, INNER + ["data.n_way=20", "method.meta_batch=8", "method.zero_head=true",
+                                      "train.iterations=200"]),
     "anil-20way": (FOMAML, INNER + ["data.n_way=20", "method.meta_batch=8", "method.name=anil", "train.iterations=300"]),
     "reptile-20way": (FOMAML, INNER + ["data.n_way=20", "method.meta_batch=8", "method.name=reptile",
                                        "train.iterations=200"]),
