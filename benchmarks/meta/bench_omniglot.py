@@ -5,7 +5,7 @@ Each method is meta-trained once with ``transferkit.run_meta`` on the Vinyals sp
 thread, and tested on 600 episodes of the meta-test characters (15 queries per class) at every
 setting its head allows (``train.test_ways`` / ``train.test_shots``): ProtoNets and the fine-tuning
 baseline at 5- and 20-way, 1- and 5-shot from one model each; the inner-loop methods (an n-way head)
-at 5-way, 1- and 5-shot. The budgets are this CPU's, far below the papers' (MAML: 60,000 meta-batches of
+at the way they were trained (5-way; 20-way for the ``*-20way`` runs), 1- and 5-shot. The budgets are this CPU's, far below the papers' (MAML: 60,000 meta-batches of
 32 tasks; ProtoNets: about 20,000 episodes); the curves in each run's metrics.jsonl say where each stood.
 
 Results: benchmarks/results/meta_omniglot.jsonl (one row per method and test setting: accuracy, CI,
