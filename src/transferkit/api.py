@@ -291,9 +291,7 @@ def _processes_ready(p, out: Path, named: bool, overwrite: bool, resume: bool, g
     if not named:
         raise TransferkitError("Under several processes the run directory must be named; pass --out (or give the "
                                "config a name).")
-    if guard:
-        raise TransferkitError("--guard trains its baselines in one process; run it without --processes or torchrun.")
-    distributed.check_strategy(p.cfg.strategy.name)
+    distributed.check_run(p.cfg.strategy.name, guard)
     check_run_dir(out, overwrite, resume)  # raises the same sentence in every process, before any writes
     from accelerate import PartialState
 

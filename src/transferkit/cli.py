@@ -58,14 +58,12 @@ def train(
     if processes > 1:
         from transferkit.api import check_run_dir, default_run_dir
         from transferkit.config import load_config
-        from transferkit.engine.distributed import check_strategy, launch_local, world_size
+        from transferkit.engine.distributed import check_run, launch_local, world_size
 
         if world_size() > 1:
             raise TransferkitError("--processes starts the processes itself; under torchrun or accelerate launch, leave it out.")
         cfg = load_config(config, set_ or [])
-        check_strategy(cfg.strategy.name)  # refused here, in one sentence, rather than in every process
-        if guard:
-            raise TransferkitError("--guard trains its baselines in one process; run it without --processes.")
+        check_run(cfg.strategy.name, guard)  # refused here, in one sentence, rather than in every process
         out = out or default_run_dir(cfg.name)  # one directory for every process
         check_run_dir(out, overwrite, resume)
         argv = ["train", str(config), *[a for kv in (set_ or []) for a in ("--set", kv)],

@@ -4,8 +4,8 @@ checked to train as one process would, and starting N local processes.
 A run under N processes reads its process count from the environment that ``torchrun`` /
 ``accelerate launch`` set (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``...); ``transferkit train
 --processes N`` starts them itself (``launch_local``). ``train.batch_size`` stays the global batch:
-each process takes ``batch_size / N`` rows of every batch of the one epoch order (the trainer's
-``split_batches``), DDP averages the gradients, so N processes take the same steps as one.
+each process takes its share of every batch of the one epoch order (the trainer's ``ShardedBatches``),
+its loss weighted by that share, and DDP averages the gradients, so N processes take the same steps as one.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_strategy(name: str) -> None:
-    """Refuse, in one sentence, a strategy (``"a+b"`` for a composition) not checked under several
-    processes."""
+def check_run(name: str, guard: bool) -> None:
+    """Refuse, in one sentence, what does not run under several processes: ``--guard`` (its baselines
+    train in one process) or a strategy (``"a+b"`` for a composition) not checked there."""
+    if guard:
+        raise TransferkitError("--guard trains its baselines in one process; run it without --processes or torchrun.")
     unchecked = [p.strip() for p in name.split("+") if p.strip() not in DDP_STRATEGIES]
     if unchecked:
         raise TransferkitError(
