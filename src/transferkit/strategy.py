@@ -73,7 +73,9 @@ class Step:
     applies fp16 loss scaling and the gradient-accumulation divisor (call it instead of
     ``loss.backward()``). ``update()`` applies an optimizer step now and clears the gradients, for
     methods whose step is several updates in turn (MCD); the trainer still steps after ``backward``
-    returns, with the gradient left then."""
+    returns, with the gradient left then. ``reduce(tensors)`` turns this process's means over its rows
+    into the whole batch's under several processes (DDP; the identity in one), for a strategy that
+    forms gradients itself from per-task gradients."""
 
     model: nn.Module
     batch: Batch
@@ -81,6 +83,7 @@ class Step:
     index: int
     backward: Callable[[torch.Tensor], None]
     update: Callable[[], None] | None = None
+    reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] = lambda tensors: tensors
 
 
 def all_parameters_phase(model: nn.Module, epochs: int, lr: float, name: str = "train") -> Phase:

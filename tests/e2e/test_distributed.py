@@ -101,3 +101,55 @@ def test_processes_refuse_an_unchecked_strategy_in_one_sentence(config_file, tmp
     assert "train it in one process" in r.stderr and not out.exists()
     r = cli("train", config_file, "--out", out, "--processes", "2", "--guard")
     assert r.returncode == 2 and "--guard trains its baselines in one process" in r.stderr and not out.exists()
+
+
+def ddp_cases(out, *launcher):
+    """Run tests/e2e/ddp_cases.py (one process, or under ``launcher``'s processes) into ``out``."""
+    out.mkdir()
+    script = os.path.join(os.path.dirname(__file__), "ddp_cases.py")
+    return subprocess.run([*launcher, script, str(out)] if launcher else [sys.executable, script, str(out)],
+                          capture_output=True, text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def one_process_cases(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cases") / "one"
+    r = ddp_cases(out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def assert_same_cases(one, several) -> None:
+    names = sorted(os.listdir(one))
+    assert len(names) == 13 and sorted(os.listdir(several)) == names  # 7 adaptation methods, 5 weighters, EWC
+    for name in names:
+        a, b = load_file(one / name), load_file(several / name)
+        assert a.keys() == b.keys(), name
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=f"{name}: {k}")
+
+
+@pytest.mark.slow
+def test_domain_adaptation_multitask_weighters_and_ewc_train_in_two_processes_as_in_one(one_process_cases, tmp_path):
+    """Each domain-adaptation method (terms of the gathered batch; DANN's discriminator averaged), the
+    checked multi-task weighters (PCGrad, CAGrad and IMTL-G from the whole batch's per-task gradients)
+    and EWC on a two-task stream end with the one-process weights, with uneven shares of each batch."""
+    r = ddp_cases(tmp_path / "two", sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_cases(one_process_cases, tmp_path / "two")
+
+
+@pytest.mark.slow
+def test_two_torchrun_agents_train_every_family_as_one_process(one_process_cases, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "nodes").mkdir()
+    script = os.path.join(os.path.dirname(__file__), "ddp_cases.py")
+    agent = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
+             f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=transferkit-cases", script, str(tmp_path / "nodes")]
+    agents = [subprocess.Popen(agent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=os.environ | {"OMP_NUM_THREADS": "1"}) for _ in range(2)]
+    outputs = [a.communicate(timeout=300) for a in agents]
+    assert all(a.returncode == 0 for a in agents), [o[1][-2000:] for o in outputs]
+    assert_same_cases(one_process_cases, tmp_path / "nodes")

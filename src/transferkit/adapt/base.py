@@ -6,6 +6,10 @@ them in ``Batch.unlabelled``, so the trainer's one forward pass runs both domain
 together (BatchNorm sees both) and the task loss uses the labelled rows only. The target order is a
 fresh permutation per pass over the target data, fixed by (seed, pass), and the count of rows drawn
 is a checkpointed buffer: a resumed run draws the same target batches.
+
+Under several processes (DDP) each process holds a share of every batch; it draws the whole batch's
+target rows and keeps its share of them, and ``split`` gathers the rows of every process, so each
+term is the one-process term of the whole batch (``transferkit.collective``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from transferkit import collective
 from transferkit.data.batches import batches
 from transferkit.errors import TransferkitError
 from transferkit.model import Output, TransferModel
@@ -118,8 +123,8 @@ class DomainAdaptation(Strategy):
         if isinstance(batch.targets, dict):
             raise TransferkitError(f"Strategy '{self.name}' adapts a single-task model; a multi-task model's batches "
                                    "(targets per task) cannot take unlabelled target rows.")
-        n = len(batch.targets)
-        x_t = self.target.take(self._target_indices(n))
+        n = len(batch.targets)  # several processes: this process's share of the batch's labelled rows
+        x_t = self.target.take(collective.share(self._target_indices(collective.total(n, batch.targets.device))))
         device = batch.targets.device
         filler = torch.zeros((n, *batch.targets.shape[1:]), dtype=batch.targets.dtype, device=device)
         mask = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(device)
@@ -130,10 +135,11 @@ class DomainAdaptation(Strategy):
     def split(batch: Batch, out: Output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(src_features, tgt_features, src_logits, tgt_logits)`` of a batch from ``prepare_batch``, in
         float32 (under bf16 autocast the model's outputs are bf16; the terms and discriminators are not).
-        The labelled rows count as the source side, labelled target rows (``data.shots``) included."""
+        The labelled rows count as the source side, labelled target rows (``data.shots``) included.
+        Under several processes, each part holds the rows of every process (the whole batch's)."""
         tgt = batch.unlabelled
         f, z = out.features.float(), out.logits.float()
-        return f[~tgt], f[tgt], z[~tgt], z[tgt]
+        return tuple(collective.gather_rows(part) for part in (f[~tgt], f[tgt], z[~tgt], z[tgt]))
 
 
 def unlabelled_parts(strategy: Strategy) -> list[DomainAdaptation]:

@@ -13,14 +13,22 @@ from __future__ import annotations
 import os
 import sys
 
-from transferkit.errors import TransferkitError
+import torch
 
-# Strategies whose loss on a batch is the mean of per-row losses plus terms of the weights alone, so
-# that DDP's averaged gradient over equal shares is the one-process gradient of the whole batch.
-# Others (batch statistics such as BSS's singular values or a domain discriminator's batch, gradients
-# formed by the strategy itself, memories filled per process) are refused until checked.
+from transferkit.errors import TransferkitError
+from transferkit.strategy import Compose, Strategy
+
+# Strategies whose step under N processes is the one-process step of the whole batch: a loss that is a
+# mean over rows plus terms of the weights alone (DDP's average of the processes' gradients, each
+# weighted by its share), terms of a whole batch's statistics that every process computes on the
+# gathered rows (domain adaptation: ``transferkit.collective.gather_rows``), gradients formed from the
+# whole batch's per-task gradients (multi-task weighters; ``Step.reduce``), and statistics estimated on
+# the full data in every process (EWC's Fisher). Others (BSS's singular values of a batch, MCD's steps
+# inside the backward, memories filled per process: replay, A-GEM, DER) are refused until checked.
 DDP_STRATEGIES = frozenset({"scratch", "full", "partial", "two_stage", "discriminative", "l2sp",
-                            "feature_extraction", "lora", "adapters"})
+                            "feature_extraction", "lora", "adapters",
+                            "dan", "coral", "dann", "cdan", "cdan_e", "entropy", "mcc",
+                            "multitask", "naive", "ewc", "oewc"})
 
 
 def world_size() -> int:
@@ -33,16 +41,35 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _refuse_unchecked(label: str, parts: list[str]) -> None:
+    unchecked = [p for p in parts if p not in DDP_STRATEGIES]
+    if unchecked:
+        raise TransferkitError(
+            f"Strategy '{label}' is not checked under several processes ('{unchecked[0]}' is not one of "
+            f"{', '.join(sorted(DDP_STRATEGIES))}); train it in one process (without --processes or torchrun).")
+
+
 def check_run(name: str, guard: bool) -> None:
     """Refuse, in one sentence, what does not run under several processes: ``--guard`` (its baselines
     train in one process) or a strategy (``"a+b"`` for a composition) not checked there."""
     if guard:
         raise TransferkitError("--guard trains its baselines in one process; run it without --processes or torchrun.")
-    unchecked = [p.strip() for p in name.split("+") if p.strip() not in DDP_STRATEGIES]
-    if unchecked:
+    _refuse_unchecked(name, [p.strip() for p in name.split("+")])
+
+
+def check_strategy(model: torch.nn.Module, strategy: Strategy) -> None:
+    """The trainer's check under several processes: every part of ``strategy`` is checked there, and a
+    domain-adaptation part does not meet BatchNorm, whose statistics each process would take over its
+    own share of the two domains' rows (SyncBatchNorm is not used: it needs GPUs)."""
+    parts = [s for s in strategy.modules() if isinstance(s, Strategy) and not isinstance(s, Compose)]
+    names = [s.name for s in parts]
+    _refuse_unchecked(getattr(strategy, "label", None) or "+".join(names), names)
+    aligning = [s.name for s in parts if getattr(s, "needs_unlabelled", False)]
+    if aligning and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise TransferkitError(
-            f"Strategy '{name}' is not checked under several processes ('{unchecked[0]}' is not one of "
-            f"{', '.join(sorted(DDP_STRATEGIES))}); train it in one process (without --processes or torchrun).")
+            f"Strategy '{aligning[0]}' aligns batch statistics of two domains, but the model's BatchNorm layers "
+            "would normalise each process's rows apart; train it in one process, or use a backbone without "
+            "BatchNorm (e.g. mlp) under several processes.")
 
 
 def launch_local(processes: int, argv: list[str]) -> int:

@@ -16,8 +16,10 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from transferkit import collective
 from transferkit.config import TrainSettings
 from transferkit.engine import checkpoint as ckpt
+from transferkit.engine.distributed import check_strategy
 from transferkit.engine.evaluate import evaluate, move
 from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TrainingDiverged, TransferkitError
@@ -205,6 +207,11 @@ class Trainer:
         plain_step = acc.scaler is None
         opt = optimizer.optimizer if plain_step else optimizer
         update = (lambda: sgd_update(opt)) if plain_step and is_plain_sgd(opt) else None
+        # Under several processes, a strategy that sets the gradients itself forms the whole batch's
+        # gradient from its processes' parts (Step.reduce); DDP's own reduction is off then, and the
+        # trainer averages what the strategy leaves (identical parts stay as they are).
+        manual = strategy.sets_gradients and acc.num_processes > 1
+        own = [p for p in strategy.parameters() if p.requires_grad]  # e.g. a domain discriminator: not in DDP's model
 
         def step_now() -> None:  # an optimizer step inside a strategy's backward (MCD's steps A and B)
             opt.step() if update is None else update()
@@ -218,13 +225,16 @@ class Trainer:
             # gradients accumulate over windows of `accum` batches; the epoch's last window may be
             # shorter and steps too, so no gradient crosses an epoch (or a checkpoint)
             sync = accum == 1 or (steps + 1) % accum == 0 or steps + 1 == n
-            with nullcontext() if sync else acc.no_sync(model):
+            with acc.no_sync(model) if manual or not sync else nullcontext():
                 out = model(batch.x, task=batch.task, precomputed=batch.precomputed)
                 losses = task_losses(out, batch.targets, tasks, batch.task, batch.unlabelled)  # each task's loss, keyed by task
-                terms = strategy.named_loss_terms(batch, out, model)
+                terms = strategy.named_loss_terms(batch, out, plain)  # its parameters by their own names
                 window = min(accum, n - steps // accum * accum)  # batches in this accumulation window
-                terms, loss = strategy.backward(losses, terms, Step(plain, batch, out, steps,
-                                                                    self._backward(plain_step, window, scale), step_now))
+                terms, loss = strategy.backward(losses, terms, Step(
+                    plain, batch, out, steps, self._backward(plain_step, window, scale), step_now,
+                    lambda ts, w=scale: collective.mean_over_processes(ts, w)))
+            if sync and acc.num_processes > 1:
+                collective.average_gradients([*own, *(plain.parameters() if manual else ())])
             if sync:
                 strategy.after_backward(model, batch)  # e.g. A-GEM projects the gradient
                 if self.s.max_grad_norm:
@@ -278,6 +288,8 @@ class Trainer:
                                    "runs without fp16 loss scaling or gradient accumulation; set train.mixed_precision "
                                    "to 'no' or 'bf16' and train.grad_accum to 1.")
         model = strategy.prepare_model(model)
+        if acc.num_processes > 1:
+            check_strategy(model, strategy)
         phases = strategy.phases(model, s.epochs, s.lr) or [all_parameters_phase(model, s.epochs, s.lr)]
         own = strategy.own_parameter_groups(s.lr)  # e.g. a domain discriminator: trained in every phase
         phases = [Phase(p.name, p.epochs, [*p.groups, *own], p.precomputed, p.extra) for p in phases] if own else phases

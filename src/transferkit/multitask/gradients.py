@@ -54,12 +54,19 @@ def shared_gram(losses: list[torch.Tensor], shared: list[torch.Tensor]) -> torch
 
 
 def aggregated_backward(losses: list[torch.Tensor], shared: list[torch.Tensor], specific: list[torch.Tensor],
-                        weigh: Callable[[np.ndarray], np.ndarray], retain_graph: bool = False) -> tuple[np.ndarray, torch.Tensor]:
+                        weigh: Callable[[np.ndarray], np.ndarray], retain_graph: bool = False,
+                        reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None
+                        ) -> tuple[np.ndarray, torch.Tensor]:
     """Set ``.grad`` of the shared parameters to ``sum_t w_t g_t`` with the weights ``w = weigh(K)``
     from the Gram matrix ``K = G G^T`` of the per-task gradients, and of the task-specific ones to
     the gradient of the summed losses (each head sees only its own task): one batched backward for
-    the shared Jacobian and one backward through the heads alone. Returns ``w`` and ``K``."""
+    the shared Jacobian and one backward through the heads alone. Returns ``w`` and ``K``.
+
+    ``reduce`` (several processes: ``Step.reduce``) turns each process's gradients into the whole
+    batch's before ``K`` is formed, so every process aggregates the same per-task gradients."""
     J = _jacobian(losses, shared, retain_graph=retain_graph or bool(specific))
+    if reduce is not None:
+        J = reduce(J)
     K = _gram(J)
     w = np.asarray(weigh(K.cpu().numpy()), dtype=np.float64)
     wt = torch.as_tensor(w, dtype=J[0].dtype, device=J[0].device)
@@ -68,6 +75,8 @@ def aggregated_backward(losses: list[torch.Tensor], shared: list[torch.Tensor], 
         p.grad = g if p.grad is None else p.grad + g
     if specific:  # a backward through the heads alone (each head's gradient comes from its own task)
         grads = torch.autograd.grad(sum(losses), specific, retain_graph=retain_graph, allow_unused=True)
+        if reduce is not None:  # every process sets the same gradients, so an unused head gets zeros
+            grads = reduce([g if g is not None else torch.zeros_like(p) for p, g in zip(specific, grads)])
         for p, g in zip(specific, grads):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g

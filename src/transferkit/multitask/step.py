@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import torch
 
+from transferkit import collective
 from transferkit.errors import TransferkitError
+from transferkit.losses import labelled
 from transferkit.metrics.multitask import gram_cosines
 from transferkit.multitask.gradients import aggregated_backward, shared_gram
 from transferkit.strategy import Step, Strategy, check_number
+
+# Weighters whose step under several processes is the one-process step: their weights follow from the
+# whole batch's losses or per-task gradients, which the processes share (``exact_in_processes``).
+PROCESS_WEIGHTERS = ("equal", "fixed", "uncertainty", "pcgrad", "cagrad", "imtl_g")
 
 
 class MultiTaskStep(Strategy):
@@ -42,7 +48,20 @@ class MultiTaskStep(Strategy):
         if not isinstance(getattr(model, "weighter", None), torch.nn.Module) or not hasattr(model, "shared_parameters"):
             raise TransferkitError("multitask: the model needs a weighter and shared parameters; build a multi-task "
                                    "model (HardSharing, MMoE, CrossStitch) and set model.weighter = create_weighter(...).")
+        if collective.processes() > 1 and not getattr(model.weighter, "exact_in_processes", False):
+            raise TransferkitError(
+                f"Weighter '{model.weighter.name}' is not checked under several processes (its weights follow from "
+                f"each process's rows alone); use one of {', '.join(PROCESS_WEIGHTERS)}, or train in one process.")
         return model
+
+    def prepare_data(self, model, dataset, phase):
+        targets = getattr(dataset, "targets", None)
+        if collective.processes() > 1 and isinstance(targets, dict) and not all(bool(labelled(y).all())
+                                                                                 for y in targets.values()):
+            raise TransferkitError(
+                f"Multi-task data '{getattr(dataset, 'name', 'multitask')}' has rows without every task's label, whose "
+                "per-task means several processes cannot share exactly; train it in one process.")
+        return dataset
 
     def backward(self, losses, terms, step: Step):
         model, weighter = step.model, step.model.weighter
@@ -54,7 +73,7 @@ class MultiTaskStep(Strategy):
             shared_ids = {id(p) for p in shared}
             specific = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
             w, K = aggregated_backward(list(losses.values()), shared, specific, weighter.weights,
-                                       retain_graph=bool(terms))
+                                       retain_graph=bool(terms), reduce=step.reduce if collective.processes() > 1 else None)
             weights = dict(zip(losses, w.tolist()))
             if terms:
                 step.backward(sum(terms.values()))

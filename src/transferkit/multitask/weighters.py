@@ -45,6 +45,7 @@ class Equal(nn.Module):
     """The plain sum of the task losses (every weight 1)."""
 
     name = "equal"
+    exact_in_processes = True  # several processes take the one-process step (multitask.step)
 
     def forward(self, losses: dict[str, torch.Tensor], **context):
         L = _stack(losses)
@@ -55,6 +56,7 @@ class Fixed(nn.Module):
     """Constant weights given per task: ``{"left": 1.0, "right": 0.5}``."""
 
     name = "fixed"
+    exact_in_processes = True  # several processes take the one-process step (multitask.step)
 
     def __init__(self, weights: dict[str, float]) -> None:
         super().__init__()
@@ -95,6 +97,7 @@ class Uncertainty(nn.Module):
     """
 
     name = "uncertainty"
+    exact_in_processes = True  # several processes take the one-process step (multitask.step)
 
     def __init__(self, tasks: list[str], task_types: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -219,8 +222,8 @@ class _Aggregator(nn.Module):
     trainer calls ``weights`` on the Gram matrix of the per-task gradients of the shared parameters."""
 
     needs_every_task = True
-
     gradient_based = True
+    exact_in_processes = True  # from the whole batch's per-task gradients (Step.reduce)
 
     def forward(self, losses, **context):
         L = _stack(losses)

@@ -25,6 +25,7 @@ from transferkit.config import TrainSettings
 from transferkit.continual.buffers import ReservoirBuffer
 from transferkit.data.streams import Experience, Stream
 from transferkit.engine import checkpoint as ckpt
+from transferkit.engine.distributed import is_main_process
 from transferkit.data.batches import batches
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
@@ -185,7 +186,7 @@ def train_stream(model: TransferModel, strategy: Strategy, stream: Stream, setti
         result.matrices = {s: [] for s in result.random_init}
     for exp in stream.experiences[done:]:
         record = _learn_task(model, strategy, exp, settings, progress, stream, eval_batch_size, result)
-        if root is not None:
+        if root is not None and is_main_process():  # under several processes, the first one writes
             with open(root / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             ckpt.save_task_checkpoint(root / "checkpoints", exp.index, model, strategy,
