@@ -17,7 +17,7 @@ from transferkit.config import MetaConfig, RunConfig, dump_config, parse_config
 from transferkit.data import Subset, load_dataset, make_splits
 from transferkit.adapt import unlabelled_parts, use_unlabelled
 from transferkit.data.datasets import ArrayDataset, IMAGE_SUFFIXES, TextDataset, _read_text_rows, concat_datasets
-from transferkit.engine import checkpoint as ckpt
+from transferkit.engine import checkpoint as ckpt, distributed
 from transferkit.engine.evaluate import evaluate, predict_logits
 from transferkit.engine.trainer import Trainer, check_labels
 from transferkit.errors import TransferkitError
@@ -232,7 +232,7 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     if main:
         prepare_run_dir(out, overwrite, resume)
         (out / "config.yaml").write_text(dump_config(p.cfg), encoding="utf-8")
-    _all_processes_here()
+    distributed.barrier()
     t0 = time.perf_counter()
     measures, before = [], None
     if p.unlabelled is not None:  # domain adaptation: label-free scores each epoch, distances before / after
@@ -272,7 +272,7 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
     if main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         run_report(out, summary)
-    _all_processes_here()
+    distributed.barrier()
     return RunResult(out, summary, history, model, correct)
 
 
@@ -284,8 +284,6 @@ def default_run_dir(name: str | None) -> Path:
 def _processes_ready(p, out: Path, named: bool, overwrite: bool, resume: bool, guard: bool) -> bool:
     """Under several processes, check what would stop the run in every process alike (before any of
     them writes) and start the process group; return whether this process writes the run directory."""
-    from transferkit.engine import distributed
-
     if distributed.world_size() == 1:
         return True
     if not named:
@@ -293,20 +291,7 @@ def _processes_ready(p, out: Path, named: bool, overwrite: bool, resume: bool, g
                                "config a name).")
     distributed.check_run(p.cfg.strategy.name, guard)
     check_run_dir(out, overwrite, resume)  # raises the same sentence in every process, before any writes
-    from accelerate import PartialState
-
-    PartialState(cpu=p.cfg.train.device == "cpu").wait_for_everyone()  # starts the process group
-    return distributed.is_main_process()
-
-
-def _all_processes_here() -> None:
-    """A barrier when several processes run (rank 0 has written what the others read next)."""
-    from transferkit.engine import distributed
-
-    if distributed.world_size() > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
+    return distributed.start(p.cfg.train.device)
 
 
 def selection_summary(history: list[dict], settings) -> dict:

@@ -38,6 +38,25 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
     STATE["debug"] = debug
 
 
+PROCESSES_HELP = ("Train in this many local processes (PyTorch DDP; train.batch_size is the global batch). "
+                  "Across machines, start the command with torchrun instead.")
+
+
+def launch(command: str, processes: int, config: Path, set_: list[str] | None, out: Path, overwrite: bool,
+           resume: bool, flags: list[str] = ()) -> None:
+    """Run ``transferkit COMMAND`` in ``processes`` local processes (torchrun's launcher), all writing
+    to the one directory ``out`` (refused here when it may not be written), and exit with their status."""
+    from transferkit.api import check_run_dir
+    from transferkit.engine.distributed import launch_local, world_size
+
+    if world_size() > 1:
+        raise TransferkitError("--processes starts the processes itself; under torchrun or accelerate launch, leave it out.")
+    check_run_dir(out, overwrite, resume)
+    argv = [command, str(config), *[a for kv in (set_ or []) for a in ("--set", kv)], "--out", str(out),
+            *(["--overwrite"] if overwrite else []), *(["--resume"] if resume else []), *flags]
+    raise typer.Exit(launch_local(processes, argv))
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
@@ -48,28 +67,20 @@ def train(
     guard: Annotated[bool, typer.Option(
         help="Also train the from-scratch (and source-only) baselines; warn if the transfer is not better on validation.")
     ] = False,
-    processes: Annotated[int, typer.Option(
-        min=1, help="Train in this many local processes (PyTorch DDP; train.batch_size is the global batch). "
-                    "Across machines, start `transferkit train` with torchrun instead.")] = 1,
+    processes: Annotated[int, typer.Option(min=1, help=PROCESSES_HELP)] = 1,
 ) -> None:
     """Train one run from a config and write its run directory."""
     from transferkit.api import train as api_train
 
     if processes > 1:
-        from transferkit.api import check_run_dir, default_run_dir
+        from transferkit.api import default_run_dir
         from transferkit.config import load_config
-        from transferkit.engine.distributed import check_run, launch_local, world_size
+        from transferkit.engine.distributed import check_run
 
-        if world_size() > 1:
-            raise TransferkitError("--processes starts the processes itself; under torchrun or accelerate launch, leave it out.")
         cfg = load_config(config, set_ or [])
         check_run(cfg.strategy.name, guard)  # refused here, in one sentence, rather than in every process
-        out = out or default_run_dir(cfg.name)  # one directory for every process
-        check_run_dir(out, overwrite, resume)
-        argv = ["train", str(config), *[a for kv in (set_ or []) for a in ("--set", kv)],
-                "--out", str(out), *(["--overwrite"] if overwrite else []),
-                *(["--resume"] if resume else []), *(["--guard"] if guard else [])]
-        raise typer.Exit(launch_local(processes, argv))
+        launch("train", processes, config, set_, out or default_run_dir(cfg.name), overwrite, resume,
+               ["--guard"] if guard else [])
 
     res = api_train(config, out=out, overwrite=overwrite, resume=resume, overrides=set_ or [], guard=guard)
     from transferkit.engine.distributed import is_main_process
@@ -188,19 +199,28 @@ def continual(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: strategy.name=er.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Go on after the last finished task of the run in --out.")] = False,
+    processes: Annotated[int, typer.Option(min=1, help=PROCESSES_HELP)] = 1,
 ) -> None:
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
     from transferkit.config import ContinualConfig, load_config
+    from transferkit.engine.distributed import check_run, is_main_process
     from transferkit.report.continual import comparison_rows, footnotes
-    from transferkit.runs.continual import run_continual
+    from transferkit.runs.continual import run_continual, variants
 
     cfg = load_config(config, set_ or [], schema=ContinualConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
+    if processes > 1:
+        for _, variant in variants(cfg):  # refused here, in one sentence, rather than in every process
+            check_run(variant.strategy.name, False)
+        launch("continual", processes, config, set_, out, overwrite, resume)
+    main = is_main_process()  # under several processes, the first one reports
     results = run_continual(cfg, out, overwrite=overwrite, resume=resume,
-                            on_task=lambda r: console.print(
+                            on_task=lambda r: main and console.print(
                                 f"task {r['task']} ({r['name']}): {r['seconds']:.1f} s, mean {r['metric']} on tasks seen "
                                 + ", ".join(f"{k.split('/')[1]} {100 * v:.1f}%" for k, v in r.items()
                                             if k.startswith("seen_accuracy/"))))
+    if not main:
+        return
     title = f"continual: {cfg.name or config.stem}"
     rows = comparison_rows({label: res.to_dict() for label, res in results.items()})
     for table in continual_tables(rows, title, console.width):
@@ -216,16 +236,28 @@ def multitask(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<name>).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: weighter.name=pcgrad.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    processes: Annotated[int, typer.Option(min=1, help=PROCESSES_HELP)] = 1,
 ) -> None:
     """Train one shared model on several tasks with each weighter (and the single-task baselines); write the report."""
     from transferkit.config import MultitaskConfig, load_config
+    from transferkit.engine.distributed import is_main_process
+    from transferkit.multitask.step import PROCESS_WEIGHTERS
     from transferkit.runs.multitask import run_multitask
     from transferkit.report.multitask import delta_m_rows
 
     cfg = load_config(config, set_ or [], schema=MultitaskConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
+    if processes > 1:
+        unchecked = [w for w in dict.fromkeys([cfg.weighter.name, *cfg.compare]) if w not in PROCESS_WEIGHTERS]
+        if unchecked:  # refused here, not in every process
+            raise TransferkitError(f"Weighter '{unchecked[0]}' is not checked under several processes; use one of "
+                                   f"{', '.join(PROCESS_WEIGHTERS)}, or train in one process (without --processes).")
+        launch("multitask", processes, config, set_, out, overwrite, False)
+    main = is_main_process()  # under several processes, the first one reports
 
     def shown(r: dict) -> None:
+        if not main:
+            return
         if "message" in r:
             console.print(r["message"])
             return
@@ -233,6 +265,8 @@ def multitask(
         console.print(f"{r['kind']} {r['name']} seed {r['seed']}: {r['seconds']:.1f} s, test {accs}")
 
     summary = run_multitask(cfg, out, overwrite=overwrite, on_model=shown)
+    if not main:
+        return
     tasks = list(next(iter(summary.values()))["tasks"])
     headers, rows = delta_m_rows(summary, tasks)
     for table in multitask_tables(headers, rows, f"multitask: {cfg.name or config.stem}", console.width):

@@ -2,6 +2,7 @@
 resume under another process count and two torchrun agents as two "nodes" end with the weights of one
 process trained on the same global batches."""
 
+import json
 import os
 import socket
 import subprocess
@@ -153,3 +154,44 @@ def test_two_torchrun_agents_train_every_family_as_one_process(one_process_cases
     outputs = [a.communicate(timeout=300) for a in agents]
     assert all(a.returncode == 0 for a in agents), [o[1][-2000:] for o in outputs]
     assert_same_cases(one_process_cases, tmp_path / "nodes")
+
+
+@pytest.mark.slow
+def test_continual_and_multitask_commands_take_processes(tmp_path):
+    """`continual --processes 2` (EWC, naive compared) and `multitask --processes 2` (PCGrad) write
+    one run directory, reported once, whose results equal the one-process run's."""
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 4
+    x = (rng.normal(size=(120, 8)) + 2.0 * np.eye(4, 8)[y]).astype(np.float32)
+    np.savez(tmp_path / "four.npz", x=x, y=y)
+    model = {"backbone": "mlp", "backbone_args": {"in_features": 8, "hidden": [16]}}
+    train_args = {"epochs": 2, "batch_size": 7, "lr": 0.05, "optimizer": "sgd", "device": "cpu"}
+    continual = {"stream": {"kind": "split_classes", "dataset": str(tmp_path / "four.npz"), "classes_per_task": 2},
+                 "model": model, "strategy": {"name": "ewc", "args": {"weight": 50.0}}, "train": train_args,
+                 "compare": {"strategies": ["naive"]}}
+    (tmp_path / "continual.yaml").write_text(yaml.safe_dump(continual))
+    data_dir = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+    if not os.path.isdir(os.path.join(data_dir, "mnist")):
+        pytest.skip("MultiMNIST needs ../shared/data/mnist")
+    multitask = {"data": {"kind": "multimnist", "train_size": 147, "test_size": 50, "val_fraction": 0.1,
+                          "data_dir": data_dir},
+                 "model": {"backbone": "mlp", "backbone_args": {"in_features": 784, "hidden": [16]}},
+                 "weighter": {"name": "pcgrad"}, "single_task": False, "seeds": 1, "train": train_args}
+    (tmp_path / "multitask.yaml").write_text(yaml.safe_dump(multitask))
+    for command, results in [("continual", "results.json"), ("multitask", "results.csv")]:
+        one, two = tmp_path / f"{command}-one", tmp_path / f"{command}-two"
+        r1 = cli(command, tmp_path / f"{command}.yaml", "--out", one)
+        assert r1.returncode == 0, r1.stderr[-3000:]
+        r2 = cli(command, tmp_path / f"{command}.yaml", "--out", two, "--processes", "2")
+        assert r2.returncode == 0, r2.stderr[-3000:]
+        assert r2.stdout.count("Run written to") == 1
+        a, b = ((d / results).read_text() for d in (one, two))
+        if command == "continual":  # the accuracy matrices of EWC and of the compared naive run (not the seconds)
+            for part in (".", "compare/naive"):
+                a, b = (json.loads((d / part / results).read_text())["matrices"] for d in (one, two))
+                assert a == b
+        else:
+            (head_a, *rows_a), (head_b, *rows_b) = ([line.split(",") for line in t.splitlines()] for t in (a, b))
+            assert head_a == head_b and len(rows_a) == len(rows_b) == 1
+            for ra, rb in zip(rows_a, rows_b):  # every test metric (not the seconds)
+                assert ra[:3] == rb[:3] and [float(v) for v in ra[4:]] == pytest.approx([float(v) for v in rb[4:]], abs=1e-5)

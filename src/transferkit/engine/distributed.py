@@ -49,6 +49,25 @@ def _refuse_unchecked(label: str, parts: list[str]) -> None:
             f"{', '.join(sorted(DDP_STRATEGIES))}); train it in one process (without --processes or torchrun).")
 
 
+def start(device: str) -> bool:
+    """Under several processes, start the process group (every process waits for the others); return
+    whether this process writes the run directory (always, in one process)."""
+    if world_size() == 1:
+        return True
+    from accelerate import PartialState
+
+    PartialState(cpu=device == "cpu").wait_for_everyone()
+    return is_main_process()
+
+
+def barrier() -> None:
+    """Wait for every process (under several): process 0 has written what the others read next."""
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
 def check_run(name: str, guard: bool) -> None:
     """Refuse, in one sentence, what does not run under several processes: ``--guard`` (its baselines
     train in one process) or a strategy (``"a+b"`` for a composition) not checked there."""

@@ -21,6 +21,7 @@ from transferkit.data.datasets import ArrayDataset
 from transferkit.data.registry import DATASETS, load_dataset
 from transferkit.data.splits import stratified_split
 from transferkit.data.streams import Stream, permuted, rotated, sequence, split_classes
+from transferkit.engine import distributed
 from transferkit.errors import TransferkitError
 from transferkit.heads import create_head
 from transferkit.model import TransferModel, check_accepts
@@ -74,7 +75,7 @@ def build_model(cfg: ContinualConfig, stream: Stream) -> TransferModel:
                          "adjust model.backbone_args (e.g. in_features) or stream.image_size")
 
 
-def _variants(cfg: ContinualConfig) -> list[tuple[str, ContinualConfig]]:
+def variants(cfg: ContinualConfig) -> list[tuple[str, ContinualConfig]]:
     """(label, config) for the main strategy and each compared one."""
     out = [(cfg.strategy.name, cfg)]
     for name in cfg.compare.strategies:
@@ -97,24 +98,29 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
         >>> results = run_continual("examples/continual/split_mnist.yaml", out="runs/split_mnist")
         >>> results["er"].summary()["class_il"]["average_accuracy"]
     """
-    from transferkit.api import prepare_run_dir
+    from transferkit.api import check_run_dir, prepare_run_dir
 
     cfg = config if isinstance(config, ContinualConfig) else (
         parse_config(dict(config), "config", overrides, schema=ContinualConfig) if isinstance(config, dict)
         else load_config(config, overrides, schema=ContinualConfig))
-    variants = _variants(cfg)
+    runs = variants(cfg)
     # unknown strategy names and bad arguments fail before any data is read
-    strategies = [create_continual_strategy(c.strategy.name, **c.strategy.args) for _, c in variants]
+    strategies = [create_continual_strategy(c.strategy.name, **c.strategy.args) for _, c in runs]
     out = Path(out)
     stream = build_stream(cfg.stream, cfg.model.task)
     for s in strategies:  # a strategy that cannot learn this stream fails before the run directory is touched
         check_stream(s, stream)
-    prepare_run_dir(out, overwrite, resume)
-    (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    check_run_dir(out, overwrite, resume)  # in every process alike, before any of them writes
+    main = distributed.start(cfg.train.device)  # under several processes, the first one writes
+    if main:
+        prepare_run_dir(out, overwrite, resume)
+        (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    distributed.barrier()
     results = {}
-    for i, (label, c) in enumerate(variants):
+    for i, (label, c) in enumerate(runs):
         run_dir = out if i == 0 else out / "compare" / label
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
         done = run_dir / "results.json"
         if resume and done.is_file():
             results[label] = ContinualResult(**{k: v for k, v in json.loads(done.read_text()).items() if k != "summary"})
@@ -124,8 +130,11 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
         res = train_stream(build_model(c, stream), strategy, stream, c.train, run_dir=run_dir, resume=again,
                            progress=progress, deterministic=c.deterministic, on_task=on_task)
         res.strategy = label
-        done.write_text(json.dumps(res.to_dict(), indent=1))
+        if main:
+            done.write_text(json.dumps(res.to_dict(), indent=1))
         results[label] = res
-    continual_report(out, cfg.name or out.name, list(results))
+    if main:
+        continual_report(out, cfg.name or out.name, list(results))
+    distributed.barrier()
     return results
 

@@ -22,6 +22,7 @@ from accelerate.utils import set_seed
 
 from transferkit.backbones import MLP, create_backbone
 from transferkit.config import MultitaskConfig, dump_config, load_config, parse_config
+from transferkit.engine import distributed
 from transferkit.engine.evaluate import evaluate
 from transferkit.engine.trainer import Trainer
 from transferkit.errors import TransferkitError
@@ -180,7 +181,7 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
         >>> summary = run_multitask("examples/multitask/office_caltech.yaml", out="runs/office_mtl")
         >>> summary["pcgrad"]["delta_m"]
     """
-    from transferkit.api import prepare_run_dir
+    from transferkit.api import check_run_dir, prepare_run_dir
     from transferkit.report.multitask import multitask_report
 
     cfg = config if isinstance(config, MultitaskConfig) else (
@@ -197,8 +198,12 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
         raise TransferkitError(f"model.tasks names '{unknown[0]}', which is not one of the data's tasks "
                                f"({', '.join(data[0].targets)}); use those names.")
     build_model(cfg, data[0])  # the targets suit the task types, the backbone accepts the inputs: before the run directory
-    prepare_run_dir(out, overwrite, False)
-    (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    check_run_dir(out, overwrite, False)  # in every process alike, before any of them writes
+    main = distributed.start(cfg.train.device)  # under several processes, the first one writes
+    if main:
+        prepare_run_dir(out, overwrite, False)
+        (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    distributed.barrier()
     tasks = list(data[0].targets)
     jobs = [("multi", w, seed) for w in weighters for seed in range(cfg.seeds)]
     if cfg.single_task:
@@ -217,6 +222,9 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
         if on_model:
             on_model(record)
     summary = summarise(results, tasks)
+    if not main:
+        distributed.barrier()
+        return summary
     (out / "results.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "history"} for r in results],
                                                  indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -227,4 +235,5 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
         w.writerows([[r["kind"], r["name"], r["seed"], r["seconds"], *[r["test"].get(k, "") for k in keys]]
                      for r in results])
     multitask_report(out, results, summary, tasks, cfg.name or out.name)
+    distributed.barrier()
     return summary
