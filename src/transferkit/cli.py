@@ -281,16 +281,23 @@ def meta(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: method.name=fomaml.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    processes: Annotated[int, typer.Option(min=1, help=PROCESSES_HELP.replace("train.batch_size is the global batch",
+                                                                              "each takes a share of the meta-batch"))] = 1,
 ) -> None:
     """Meta-learn from N-way K-shot episodes (MAML, FOMAML, ANIL, Reptile, ProtoNets or the fine-tuning baseline)."""
     from transferkit.config import MetaConfig, load_config
-    from transferkit.runs.meta import run_meta
+    from transferkit.runs.meta import check_processes, run_meta
 
     cfg = load_config(config, set_ or [], schema=MetaConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
+    if processes > 1:
+        check_processes(cfg, processes)  # refused here, in one sentence, rather than in every process
+        launch("meta", processes, config, set_, out, overwrite, resume)
     res = run_meta(cfg, out, overwrite=overwrite, resume=resume, on_eval=lambda r: console.print(
         f"iteration {r['iteration']}: meta-train loss {r['train/loss']:.3f}, meta-validation accuracy "
         f"{100 * r['val/accuracy']:.1f} ± {100 * r['val/ci95']:.1f}%", highlight=False))
+    if not res:  # under several processes, the first one reports
+        return
     for t in res.get("tests", [res["test"]]):
         console.print(f"{res['method']} {t['n_way']}-way {t['k_shot']}-shot: test accuracy {100 * t['accuracy']:.2f} ± "
                       f"{100 * t['ci95']:.2f}% over {t['episodes']} episodes ({res['train_seconds']:.0f} s "

@@ -195,3 +195,45 @@ def test_continual_and_multitask_commands_take_processes(tmp_path):
             assert head_a == head_b and len(rows_a) == len(rows_b) == 1
             for ra, rb in zip(rows_a, rows_b):  # every test metric (not the seconds)
                 assert ra[:3] == rb[:3] and [float(v) for v in ra[4:]] == pytest.approx([float(v) for v in rb[4:]], abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["fomaml", "protonet"])
+def test_meta_takes_processes_with_the_one_process_weights(method, tmp_path):
+    """`meta --processes 2`: the meta-batch's 3 episodes shared 2/1 (uneven, weighted), the gradients
+    averaged; the parameters equal the one-process run's to 1e-5 (measured: 1e-7; BatchNorm's running
+    statistics are process 0's own, so buffers are not compared)."""
+    rng = np.random.default_rng(0)
+    protos = rng.random((12, 16, 16)) > 0.5
+    x = np.concatenate([np.where(rng.random((8, 16, 16)) < 0.1, ~p, p) for p in protos]).astype(np.uint8) * 255
+    np.savez(tmp_path / "tiny.npz", x=x, y=np.repeat(np.arange(12), 8))
+    cfg = {"data": {"dataset": str(tmp_path / "tiny.npz"), "split": [6, 3, 3], "n_way": 3, "k_shot": 1, "q_queries": 2},
+           "model": {"backbone_args": {"width": 8}}, "method": {"name": method, "meta_batch": 3, "inner_lr": 0.1},
+           "train": {"iterations": 4, "eval_every": 2, "val_episodes": 4, "test_episodes": 10, "device": "cpu"}}
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(cfg))
+    r1 = cli("meta", tmp_path / "meta.yaml", "--out", tmp_path / "one")
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    r2 = cli("meta", tmp_path / "meta.yaml", "--out", tmp_path / "two", "--processes", "2")
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert r2.stdout.count("Run written to") == 1
+    a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("one", "two"))
+    params = [k for k in a if "running_" not in k and "num_batches" not in k]
+    assert params and a.keys() == b.keys()
+    if method == "protonet":  # the last BatchNorm's shift moves a unit active on every row alike, which leaves
+        # Euclidean distances as they are: its gradient is rounding noise here, which Adam scales to lr-sized steps
+        params.remove("model.backbone.blocks.3.1.bias")
+    for k in params:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+    metrics = [(tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("one", "two")]
+    assert len(metrics[0]) == len(metrics[1]) == 2  # written once per validation, by one process
+
+
+def test_meta_processes_refuse_reptile_and_a_small_meta_batch(tmp_path):
+    (tmp_path / "tiny.npz").write_bytes(b"")  # refused before any data is read
+    cfg = {"data": {"dataset": str(tmp_path / "tiny.npz")}, "method": {"name": "reptile", "inner_steps": 2}}
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(cfg))
+    r = cli("meta", tmp_path / "meta.yaml", "--out", tmp_path / "r", "--processes", "2")
+    assert r.returncode == 2 and "Reptile steps the weights within each task" in r.stderr, r.stderr
+    r = cli("meta", tmp_path / "meta.yaml", "--out", tmp_path / "r", "--processes", "2", "--set", "method.name=maml")
+    assert r.returncode == 2 and "method.meta_batch 1 is smaller than the 2 processes" in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()

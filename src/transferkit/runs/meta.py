@@ -25,7 +25,8 @@ from transferkit.backbones import create_backbone
 from transferkit.config import MetaConfig, MetaData, dump_config, load_config, parse_config
 from transferkit.data.datasets import ArrayDataset, standardized
 from transferkit.data.registry import load_dataset
-from transferkit.engine import checkpoint as ckpt
+from transferkit import collective
+from transferkit.engine import checkpoint as ckpt, distributed
 from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TransferkitError
 from transferkit.heads import create_head
@@ -154,28 +155,48 @@ def _outer_step(learner: MetaLearner, opt, sampler: EpisodeSampler, cfg: MetaCon
     """Meta-iteration ``i``: one outer update; returns its meta-train loss."""
     torch.manual_seed(cfg.train.seed * 1_000_003 + i)  # dropout, if any, replays on resume
     m = cfg.method
-    if m.name == "finetune":
-        batch = tuple(t.to(device) for t in class_batch(sampler, i, m.batch_size))
-    else:
-        batch = _on(sampler.batch(i * m.meta_batch, m.meta_batch), device)
     if m.name == "reptile":
+        batch = _on(sampler.batch(i * m.meta_batch, m.meta_batch), device)
         return learner.reptile_step(batch, reptile_epsilon(i, cfg.train.iterations, m.meta_step, m.meta_step_final))
+    # Under N processes each takes its share of the meta-batch's episodes (finetune: of the batch's
+    # rows), its loss weighted by N x its share, and the gradients are averaged: the one-process step.
+    if m.name == "finetune":
+        x, y = (collective.share(t) for t in class_batch(sampler, i, m.batch_size))
+        batch, scale = (x.to(device), y.to(device)), collective.processes() * len(y) / m.batch_size
+    else:
+        tasks = collective.share(torch.arange(i * m.meta_batch, (i + 1) * m.meta_batch))
+        batch, scale = _on(sampler.batch(int(tasks[0]), len(tasks)), device), collective.processes() * len(tasks) / m.meta_batch
     opt.zero_grad(set_to_none=True)
     loss = learner.outer_loss(batch)
-    loss.backward()
+    (loss * scale if scale != 1.0 else loss).backward()
+    collective.average_gradients(learner.parameters())
     opt.step()
-    return loss.item()
+    return collective.mean_over_processes([loss.detach()], scale)[0].item()
 
 
-def _resume(out: Path, learner, opt) -> tuple[int, float]:
-    """Load the last checkpoint (iterations done, seconds spent) and drop later metric records."""
+def check_processes(cfg: MetaConfig, processes: int | None = None) -> None:
+    """Refuse, in one sentence, a meta-learning run that ``processes`` (default: this run's) cannot share exactly."""
+    n, m = processes or distributed.world_size(), cfg.method
+    if n == 1:
+        return
+    if m.name == "reptile":
+        raise TransferkitError("Reptile steps the weights within each task, so its meta-batch cannot be shared by "
+                               "several processes; train it in one process (without --processes or torchrun).")
+    size, key = (m.batch_size, "method.batch_size") if m.name == "finetune" else (m.meta_batch, "method.meta_batch")
+    if size < n:
+        raise TransferkitError(f"{key} {size} is smaller than the {n} processes that share it; set it to at least {n}.")
+
+
+def _resume(out: Path, learner, opt, main: bool = True) -> tuple[int, float]:
+    """Load the last checkpoint (iterations done, seconds spent) and drop later metric records (in the
+    process that writes)."""
     latest = ckpt.latest_checkpoint(out / "checkpoints")
     if latest is None:
         return 0, 0.0
     state, optim = ckpt.read_checkpoint(latest, learner)
     opt.load_state_dict(optim)
     metrics = out / "metrics.jsonl"
-    if metrics.is_file():
+    if main and metrics.is_file():
         keep = [r for r in metrics.read_text().splitlines()
                 if r.strip() and json.loads(r)["iteration"] <= state["iteration"]]
         ckpt.atomic_write_text(metrics, "".join(r + "\n" for r in keep))
@@ -213,7 +234,7 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
         >>> res = run_meta("examples/meta/omniglot_protonet.yaml", out="runs/protonet")
         >>> res["test"]["accuracy"], res["test"]["ci95"]
     """
-    from transferkit.api import prepare_run_dir
+    from transferkit.api import check_run_dir, prepare_run_dir
 
     cfg = config if isinstance(config, MetaConfig) else (
         parse_config(dict(config), "config", overrides, schema=MetaConfig) if isinstance(config, dict)
@@ -223,16 +244,25 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
     samplers = _samplers(cfg, ds, splits)  # every episode error is raised before the run directory is touched
     tests = _test_samplers(cfg, ds, splits, samplers["test"])
     image_shape, outputs = tuple(ds[0][0].shape), head_outputs(cfg, samplers["train"])
-    learner = build_learner(cfg, outputs, image_shape).to(device)
-    prepare_run_dir(out, overwrite, resume)
+    check_processes(cfg)
+    check_run_dir(out, overwrite, resume)  # in every process alike, before any of them writes
     if resume:
         _same_config(out, cfg)
         if (out / "results.json").is_file():  # finished already
             return json.loads((out / "results.json").read_text())
-    else:
-        (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    main = distributed.start(t.device)  # under several processes, the first one writes, validates and tests
+    if distributed.world_size() > 1 and device.type == "cuda":
+        from accelerate import PartialState
+
+        device = PartialState().device  # this process's GPU
+    learner = build_learner(cfg, outputs, image_shape).to(device)
+    if main:
+        prepare_run_dir(out, overwrite, resume)
+        if not resume:
+            (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    distributed.barrier()
     opt = torch.optim.Adam(learner.parameters(), lr=t.lr)
-    start, seconds = _resume(out, learner, opt) if resume else (0, 0.0)
+    start, seconds = _resume(out, learner, opt, main) if resume else (0, 0.0)
     keys, losses = set(learner.state_dict()), []
     with EpochProgress(t.iterations - start, progress, description=f"meta-train {cfg.method.name}") as bar:
         for i in range(start, t.iterations):
@@ -241,7 +271,7 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
             seconds += time.perf_counter() - tic
             bar.advance(info=f"loss {losses[-1]:.3f}")
             done = i + 1
-            if done % t.eval_every and done != t.iterations:
+            if (done % t.eval_every and done != t.iterations) or not main:
                 continue
             val = evaluate_episodes(learner, samplers["val"], t.val_episodes, device)
             record = {"iteration": done, "train/loss": float(np.mean(losses)), "val/accuracy": val["accuracy"],
@@ -253,6 +283,9 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
             losses = []
             if on_eval is not None:
                 on_eval(record)
+    distributed.barrier()  # the last checkpoint is written
+    if not main:
+        return {}
     results_tests = []
     for (way, shot), sampler in tests.items():
         tic = time.perf_counter()
