@@ -153,6 +153,20 @@ def check_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
         raise TransferkitError(f"Run directory '{out}' already exists; pass --overwrite to replace it or choose another --out.")
 
 
+def open_run_dir(out: Path, overwrite: bool, resume: bool, device: str, config_text: str | None) -> bool:
+    """Check ``out`` in every process alike (before any writes), start the processes (under several),
+    then let process 0 prepare ``out`` and write ``config.yaml`` (``config_text``; None: leave it);
+    returns whether this process writes the run directory."""
+    check_run_dir(out, overwrite, resume)
+    main = distributed.start(device)
+    if main:
+        prepare_run_dir(out, overwrite, resume)
+        if config_text is not None:
+            (out / "config.yaml").write_text(config_text, encoding="utf-8")
+    distributed.barrier()
+    return main
+
+
 def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
     """Refuse to replace an existing run unless ``overwrite``; ``resume`` continues it in place."""
     check_run_dir(out, overwrite, resume)

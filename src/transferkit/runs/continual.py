@@ -98,7 +98,7 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
         >>> results = run_continual("examples/continual/split_mnist.yaml", out="runs/split_mnist")
         >>> results["er"].summary()["class_il"]["average_accuracy"]
     """
-    from transferkit.api import check_run_dir, prepare_run_dir
+    from transferkit.api import open_run_dir
 
     cfg = config if isinstance(config, ContinualConfig) else (
         parse_config(dict(config), "config", overrides, schema=ContinualConfig) if isinstance(config, dict)
@@ -110,12 +110,7 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
     stream = build_stream(cfg.stream, cfg.model.task)
     for s in strategies:  # a strategy that cannot learn this stream fails before the run directory is touched
         check_stream(s, stream)
-    check_run_dir(out, overwrite, resume)  # in every process alike, before any of them writes
-    main = distributed.start(cfg.train.device)  # under several processes, the first one writes
-    if main:
-        prepare_run_dir(out, overwrite, resume)
-        (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    distributed.barrier()
+    main = open_run_dir(out, overwrite, resume, cfg.train.device, dump_config(cfg))  # under several processes, process 0 writes
     results = {}
     for i, (label, c) in enumerate(runs):
         run_dir = out if i == 0 else out / "compare" / label

@@ -234,7 +234,7 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
         >>> res = run_meta("examples/meta/omniglot_protonet.yaml", out="runs/protonet")
         >>> res["test"]["accuracy"], res["test"]["ci95"]
     """
-    from transferkit.api import check_run_dir, prepare_run_dir
+    from transferkit.api import check_run_dir, open_run_dir
 
     cfg = config if isinstance(config, MetaConfig) else (
         parse_config(dict(config), "config", overrides, schema=MetaConfig) if isinstance(config, dict)
@@ -250,17 +250,13 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
         _same_config(out, cfg)
         if (out / "results.json").is_file():  # finished already
             return json.loads((out / "results.json").read_text())
-    main = distributed.start(t.device)  # under several processes, the first one writes, validates and tests
+    # under several processes, process 0 writes, validates and tests
+    main = open_run_dir(out, overwrite, resume, t.device, None if resume else dump_config(cfg))
     if distributed.world_size() > 1 and device.type == "cuda":
         from accelerate import PartialState
 
         device = PartialState().device  # this process's GPU
     learner = build_learner(cfg, outputs, image_shape).to(device)
-    if main:
-        prepare_run_dir(out, overwrite, resume)
-        if not resume:
-            (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    distributed.barrier()
     opt = torch.optim.Adam(learner.parameters(), lr=t.lr)
     start, seconds = _resume(out, learner, opt, main) if resume else (0, 0.0)
     keys, losses = set(learner.state_dict()), []

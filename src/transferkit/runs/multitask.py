@@ -181,7 +181,7 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
         >>> summary = run_multitask("examples/multitask/office_caltech.yaml", out="runs/office_mtl")
         >>> summary["pcgrad"]["delta_m"]
     """
-    from transferkit.api import check_run_dir, prepare_run_dir
+    from transferkit.api import open_run_dir, prepare_run_dir
     from transferkit.report.multitask import multitask_report
 
     cfg = config if isinstance(config, MultitaskConfig) else (
@@ -198,12 +198,7 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
         raise TransferkitError(f"model.tasks names '{unknown[0]}', which is not one of the data's tasks "
                                f"({', '.join(data[0].targets)}); use those names.")
     build_model(cfg, data[0])  # the targets suit the task types, the backbone accepts the inputs: before the run directory
-    check_run_dir(out, overwrite, False)  # in every process alike, before any of them writes
-    main = distributed.start(cfg.train.device)  # under several processes, the first one writes
-    if main:
-        prepare_run_dir(out, overwrite, False)
-        (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    distributed.barrier()
+    main = open_run_dir(out, overwrite, False, cfg.train.device, dump_config(cfg))  # under several processes, process 0 writes
     tasks = list(data[0].targets)
     jobs = [("multi", w, seed) for w in weighters for seed in range(cfg.seeds)]
     if cfg.single_task:
