@@ -316,6 +316,14 @@ def compare_(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: train.epochs=5.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for all runs and the report.")] = Path("runs/compare"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing directory.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Go on with the comparison in --out: keep the runs that finished, train the others.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="Where the runs go: serial (one after another, here) or ray (one Ray task per run).")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(
+        help="With --executor ray: the CPUs of the local Ray, one run each (default: this machine's CPUs).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
 ) -> None:
     """Every strategy x label budget x seed, with from-scratch; one report with a negative-transfer flag."""
     from transferkit.compare import compare, parse_shots
@@ -324,7 +332,8 @@ def compare_(
     cfg = load_config(config, set_ or [])
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies is not None else None
     compare(cfg, names, parse_shots(shots) if shots is not None else None, seeds, out,
-            overwrite=overwrite, console=console, title=f"transferkit compare: {cfg.name or config.stem}")
+            overwrite=overwrite, console=console, title=f"transferkit compare: {cfg.name or config.stem}",
+            resume=resume, executor=executor, workers=workers, address=address)
 
 
 def adapt_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Table]:
