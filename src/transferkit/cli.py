@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from transferkit.errors import TransferkitError
@@ -409,7 +410,7 @@ def main() -> None:
     except TransferkitError as e:
         if STATE["debug"]:
             raise
-        err_console.print(f"[red]Error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]Error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # [brackets] as written
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("Interrupted.")
