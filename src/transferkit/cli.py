@@ -189,6 +189,12 @@ def continual(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: strategy.name=er.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Go on after the last finished task of the run in --out.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="Where the strategies go: serial (one after another, here) or ray (one Ray task each).")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(
+        help="With --executor ray: the CPUs of the local Ray, one strategy each (default: this machine's CPUs).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
 ) -> None:
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
     from transferkit.config import ContinualConfig, load_config
@@ -197,11 +203,14 @@ def continual(
 
     cfg = load_config(config, set_ or [], schema=ContinualConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
-    results = run_continual(cfg, out, overwrite=overwrite, resume=resume,
+    results = run_continual(cfg, out, overwrite=overwrite, resume=resume, executor=executor, workers=workers,
+                            address=address,
                             on_task=lambda r: console.print(
                                 f"task {r['task']} ({r['name']}): {r['seconds']:.1f} s, mean {r['metric']} on tasks seen "
                                 + ", ".join(f"{k.split('/')[1]} {100 * v:.1f}%" for k, v in r.items()
-                                            if k.startswith("seen_accuracy/"))))
+                                            if k.startswith("seen_accuracy/"))),
+                            on_variant=None if executor == "serial" else lambda label, res: console.print(
+                                f"{label}: learned the stream's {len(res.tasks)} tasks", highlight=False))
     title = f"continual: {cfg.name or config.stem}"
     rows = comparison_rows({label: res.to_dict() for label, res in results.items()})
     for table in continual_tables(rows, title, console.width):
