@@ -226,6 +226,14 @@ def multitask(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<name>).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: weighter.name=pcgrad.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Go on with the run in --out: keep the models that finished, train the others.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="Where the models go: serial (one after another, here) or ray (one Ray task each).")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(
+        help="With --executor ray: the CPUs of the local Ray, one model each (default: this machine's CPUs).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
 ) -> None:
     """Train one shared model on several tasks with each weighter (and the single-task baselines); write the report."""
     from transferkit.config import MultitaskConfig, load_config
@@ -242,7 +250,8 @@ def multitask(
         accs = ", ".join(f"{k.split('/')[0]} {100 * v:.1f}%" for k, v in r["test"].items() if k.endswith("/accuracy"))
         console.print(f"{r['kind']} {r['name']} seed {r['seed']}: {r['seconds']:.1f} s, test {accs}")
 
-    summary = run_multitask(cfg, out, overwrite=overwrite, on_model=shown)
+    summary = run_multitask(cfg, out, overwrite=overwrite, on_model=shown, resume=resume, executor=executor,
+                            workers=workers, address=address)
     tasks = list(next(iter(summary.values()))["tasks"])
     headers, rows = delta_m_rows(summary, tasks)
     for table in multitask_tables(headers, rows, f"multitask: {cfg.name or config.stem}", console.width):
