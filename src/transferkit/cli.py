@@ -192,7 +192,8 @@ def continual(
     executor: Annotated[str, typer.Option(
         help="Where the strategies go: serial (one after another, here) or ray (one Ray task each).")] = "serial",
     workers: Annotated[Optional[int], typer.Option(
-        help="With --executor ray: the CPUs of the local Ray, one strategy each (default: this machine's CPUs).")] = None,
+        help="With --executor ray: the CPUs of the local Ray, one strategy each (default: this machine's "
+             "CPUs).")] = None,
     address: Annotated[Optional[str], typer.Option(
         help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
 ) -> None:

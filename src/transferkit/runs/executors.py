@@ -71,7 +71,7 @@ class Ray:
                              logging_level=logging.WARNING)
                 else:
                     ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
-        task = ray.remote(num_cpus=1, max_retries=0)(_in_task)
+        task = ray.remote(num_cpus=1)(_in_task)  # a task lost with its node is retried (Ray's default), afresh
         refs = [task.remote(fn, cell, os.getcwd()) for cell in cells]
         where = {ref: i for i, ref in enumerate(refs)}
         results: list = [None] * len(cells)

@@ -200,7 +200,8 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
     out = Path(out)
     check_run_dir(out, overwrite, resume)  # before reading (or encoding) any data
     if resume and (out / "config.yaml").read_text(encoding="utf-8") != dump_config(cfg):
-        raise TransferkitError(f"Cannot resume '{out}' with a different config; use its config.yaml or start a new run.")
+        raise TransferkitError(f"Cannot resume '{out}' with a different config; use its config.yaml or start a new "
+                               "run.")
     data = load_tasks(cfg, progress=on_model and (lambda msg: on_model({"message": msg})))
     unknown = sorted(set(cfg.model.tasks) - set(data[0].targets))
     if unknown:
