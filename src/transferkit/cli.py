@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from transferkit.errors import TransferkitError
@@ -199,6 +200,13 @@ def continual(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: strategy.name=er.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Go on after the last finished task of the run in --out.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="Where the strategies go: serial (one after another, here) or ray (one Ray task each).")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(
+        help="With --executor ray: the CPUs of the local Ray, one strategy each (default: this machine's "
+             "CPUs).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
     processes: Annotated[int, typer.Option(min=1, help=PROCESSES_HELP)] = 1,
 ) -> None:
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
@@ -210,15 +218,21 @@ def continual(
     cfg = load_config(config, set_ or [], schema=ContinualConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
     if processes > 1:
+        if executor != "serial":
+            raise TransferkitError("--processes trains each strategy in several processes here, so it does not combine "
+                                   "with --executor ray; choose one of them.")
         for _, variant in variants(cfg):  # refused here, in one sentence, rather than in every process
             check_run(variant.strategy.name, False)
         launch("continual", processes, config, set_, out, overwrite, resume)
     main = is_main_process()  # under several processes, the first one reports
-    results = run_continual(cfg, out, overwrite=overwrite, resume=resume,
+    results = run_continual(cfg, out, overwrite=overwrite, resume=resume, executor=executor, workers=workers,
+                            address=address,
                             on_task=lambda r: main and console.print(
                                 f"task {r['task']} ({r['name']}): {r['seconds']:.1f} s, mean {r['metric']} on tasks seen "
                                 + ", ".join(f"{k.split('/')[1]} {100 * v:.1f}%" for k, v in r.items()
-                                            if k.startswith("seen_accuracy/"))))
+                                            if k.startswith("seen_accuracy/"))),
+                            on_variant=None if executor == "serial" else lambda label, res: console.print(
+                                f"{label}: learned the stream's {len(res.tasks)} tasks", highlight=False))
     if not main:
         return
     title = f"continual: {cfg.name or config.stem}"
@@ -236,6 +250,14 @@ def multitask(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<name>).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: weighter.name=pcgrad.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Go on with the run in --out: keep the models that finished, train the others.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="Where the models go: serial (one after another, here) or ray (one Ray task each).")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(
+        help="With --executor ray: the CPUs of the local Ray, one model each (default: this machine's CPUs).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
     processes: Annotated[int, typer.Option(min=1, help=PROCESSES_HELP)] = 1,
 ) -> None:
     """Train one shared model on several tasks with each weighter (and the single-task baselines); write the report."""
@@ -248,11 +270,14 @@ def multitask(
     cfg = load_config(config, set_ or [], schema=MultitaskConfig)
     out = out or Path("runs") / (cfg.name or config.stem)
     if processes > 1:
+        if executor != "serial":
+            raise TransferkitError("--processes trains each model in several processes here, so it does not combine "
+                                   "with --executor ray; choose one of them.")
         unchecked = [w for w in dict.fromkeys([cfg.weighter.name, *cfg.compare]) if w not in PROCESS_WEIGHTERS]
         if unchecked:  # refused here, not in every process
             raise TransferkitError(f"Weighter '{unchecked[0]}' is not checked under several processes; use one of "
                                    f"{', '.join(PROCESS_WEIGHTERS)}, or train in one process (without --processes).")
-        launch("multitask", processes, config, set_, out, overwrite, False)
+        launch("multitask", processes, config, set_, out, overwrite, resume)
     main = is_main_process()  # under several processes, the first one reports
 
     def shown(r: dict) -> None:
@@ -264,7 +289,8 @@ def multitask(
         accs = ", ".join(f"{k.split('/')[0]} {100 * v:.1f}%" for k, v in r["test"].items() if k.endswith("/accuracy"))
         console.print(f"{r['kind']} {r['name']} seed {r['seed']}: {r['seconds']:.1f} s, test {accs}")
 
-    summary = run_multitask(cfg, out, overwrite=overwrite, on_model=shown)
+    summary = run_multitask(cfg, out, overwrite=overwrite, on_model=shown, resume=resume, executor=executor,
+                            workers=workers, address=address)
     if not main:
         return
     tasks = list(next(iter(summary.values()))["tasks"])
@@ -357,6 +383,14 @@ def compare_(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: train.epochs=5.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for all runs and the report.")] = Path("runs/compare"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing directory.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Go on with the comparison in --out: keep the runs that finished, train the others.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="Where the runs go: serial (one after another, here) or ray (one Ray task per run).")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(
+        help="With --executor ray: the CPUs of the local Ray, one run each (default: this machine's CPUs).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
 ) -> None:
     """Every strategy x label budget x seed, with from-scratch; one report with a negative-transfer flag."""
     from transferkit.compare import compare, parse_shots
@@ -365,7 +399,8 @@ def compare_(
     cfg = load_config(config, set_ or [])
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies is not None else None
     compare(cfg, names, parse_shots(shots) if shots is not None else None, seeds, out,
-            overwrite=overwrite, console=console, title=f"transferkit compare: {cfg.name or config.stem}")
+            overwrite=overwrite, console=console, title=f"transferkit compare: {cfg.name or config.stem}",
+            resume=resume, executor=executor, workers=workers, address=address)
 
 
 def adapt_tables(rows: list[dict], title: str, width: int = WIDTH) -> list[Table]:
@@ -441,7 +476,7 @@ def main() -> None:
     except TransferkitError as e:
         if STATE["debug"]:
             raise
-        err_console.print(f"[red]Error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]Error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # [brackets] as written
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("Interrupted.")

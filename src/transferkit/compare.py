@@ -10,13 +10,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from transferkit.api import guard_correct, prepare_run_dir, split_data, train
 from transferkit.config import RunConfig, parse_config
 from transferkit.errors import TransferkitError
 from transferkit.finetune import STRATEGIES
 from transferkit.metrics import mean_std
 from transferkit.report import plot_bars, plot_curves, plot_learning_curves, read_metrics, write_html
 from transferkit.report.transfer import plot_what_transferred, what_transferred
+from transferkit.runs.executors import create_executor
+from transferkit.runs.grid import Cell, prepare_grid_dir, run_cells, scored
 from transferkit.runs.guard import guard_rows
 from transferkit.select.guard import beyond_noise, guard_warning, paired_guard
 from transferkit.tables import WIDTH, fitted_tables
@@ -82,13 +83,20 @@ def plan(cfg: RunConfig, strategies: list[str]) -> dict[str, dict]:
 def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: list[int | None] | None = None,
             seeds: int | None = None, out: str | Path = "runs/compare", overwrite: bool = False,
             console: Console | None = None, title: str = "transferkit compare", intro: str = "", new_dir: bool = True,
-            extra_curves: dict[str, list[dict]] | None = None, show_table: bool = True) -> list[dict]:
+            extra_curves: dict[str, list[dict]] | None = None, show_table: bool = True, resume: bool = False,
+            executor: str = "serial", workers: int | None = None, address: str | None = None) -> list[dict]:
     """Train every strategy (plus the from-scratch baseline) at every label budget and seed.
 
     ``strategies``, ``shots`` and ``seeds`` default to the config's ``compare`` section; a name there
     may be a variant (a strategy with its own arguments or model). Writes ``results.json``,
     ``results.csv`` and ``report.html`` in ``out`` and returns the rows. ``new_dir=False`` writes
     into an ``out`` that the caller has prepared (the demo's source run is there).
+
+    Each cell of the grid (strategy x budget x seed) is one run directory ``out/<name>/k<k>/seed<s>``;
+    ``executor`` runs them (``runs.executors``: ``serial`` here, or ``ray`` on a local Ray of ``workers``
+    CPUs or the cluster at ``address``) and the tables are the same under either. ``resume=True`` goes
+    on with the comparison in ``out``: cells whose run finished (``summary.json``) are read back, the
+    others are trained again.
 
     Example:
         >>> compare({"data": {"dataset": "mnist_usps:usps", "test_fraction": "rest", "val_fraction": 0}},
@@ -105,27 +113,22 @@ def compare(base: RunConfig | dict, strategies: list[str] | None = None, shots: 
     entries = plan(cfg, strategies)
     if seeds < 1:
         raise TransferkitError(f"--seeds must be >= 1; got {seeds}.")
+    runner = create_executor(executor, workers, address)
     out = Path(out)
+    root = out.absolute()  # the cells may run in other processes, or on other machines
+    grid_file = {"config": cfg.model_dump(mode="json"), "entries": entries, "shots": shots, "seeds": seeds}
     if new_dir:
-        prepare_run_dir(out, overwrite, resume=False)
+        prepare_grid_dir(out, grid_file, overwrite, resume)
     cfg, note = guard_rows(cfg)
     if note and any(k != 0 for k in shots):
         console.print(note)
-    runs: dict[tuple[str, int | None], list[dict]] = {}
-    for k in shots:
-        for name, entry in entries.items():
-            if k == 0 and name == BASELINE:
-                continue  # no target label to train from scratch on; source-only is the baseline
-            for seed in range(seeds):
-                tag = f"{name}/k{'all' if k is None else k}/seed{seed}"
-                console.print(f"[bold]{tag}[/]: {label(name)}, {'all' if k is None else k} labels per class, seed {seed}")
-                res = train(run_config(cfg, entry, tag, k, seed), out=out / tag)
-                if "auto" in res.metrics:
-                    console.print(f"  auto chose '{res.metrics['auto']['strategy']}': {res.metrics['auto']['reason']}",
-                                  highlight=False)
-                runs.setdefault((name, k), []).append(res.metrics | {"run": str(res.run_dir),
-                                                                     "guard_correct": res.guard_correct})
-        add_source_only(cfg, k, seeds, out, runs, console)
+    cells = grid(cfg, entries, shots, seeds, root)
+    results = run_cells(cells, runner, console)
+    untrained = [r for c, r in zip(cells, results) if c.untrained]
+    if cfg.data.source is not None and untrained and all(r is None for r in untrained):
+        trained = [source_cell(cfg, seed, root) for seed in range(seeds)]  # no source head: the source data alone
+        cells, results = cells + trained, results + run_cells(trained, runner, console)
+    runs = collect(cfg, cells, results, shots)
     rows = summarise(runs)
     (out / "results.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "rows": rows}, indent=2))
     with open(out / "results.csv", "w", newline="") as f:
@@ -156,35 +159,61 @@ def run_config(cfg: RunConfig, entry: dict, tag: str, k: int | None, seed: int) 
     return run_cfg
 
 
-def add_source_only(cfg: RunConfig, k: int | None, seeds: int, out: Path, runs: dict, console: Console) -> None:
-    """The source-only baseline at label budget ``k``, when it applies: the source model of ``model.weights``
-    scored untrained on each run's test set when that file holds a head for the same labels; else, with
-    ``data.source``, the model trained on the source data alone (no target label; once per seed, shown at
-    every budget). Otherwise nothing is added."""
-    from transferkit.api import source_only
+def _tag(name: str, k, seed: int) -> str:
+    return f"{name}/k{'all' if k is None else k}/seed{seed}"
 
-    entry = {"strategy": FULL, "args": {}, "model": {}, "train": {}}
-    for seed in range(seeds):
-        tag = f"{SOURCE_ONLY}/k{'all' if k is None else k}/seed{seed}"
-        run_cfg = run_config(cfg, entry, tag, k, seed)
-        res = source_only(run_cfg, out / tag)
-        if res is not None:
-            console.print(f"[bold]{tag}[/]: the source model as it is, on seed {seed}'s test set")
-            runs.setdefault((SOURCE_ONLY, k), []).append(res.metrics | {"run": str(res.run_dir),
-                                                                        "guard_correct": res.guard_correct})
-            continue
-        if cfg.data.source is None:
-            return  # no source head for these labels and no source data
-        trained = runs.setdefault((SOURCE_ONLY, "trained"), [])
-        if len(trained) <= seed:
-            tag = f"{SOURCE_ONLY}/trained/seed{seed}"
-            console.print(f"[bold]{tag}[/]: trained on the source data alone, seed {seed}")
-            res = train(run_config(cfg, entry, tag, 0, seed), out=out / tag)
-            trained.append(res.metrics | {"run": str(res.run_dir), "model": res.model})
-        # scored on the guard rows of this budget's runs (the same for every budget of a seed)
-        rows = None if k == 0 else split_data(parse_config(run_cfg))[3]
-        correct = guard_correct(trained[seed]["model"], rows, cfg.train.eval_batch_size)
-        runs.setdefault((SOURCE_ONLY, k), []).append(trained[seed] | {"guard_correct": correct})
+
+def grid(cfg: RunConfig, entries: dict[str, dict], shots: list[int | None], seeds: int, out: Path) -> list[Cell]:
+    """The cells in the order of the tables: per budget, every entry at every seed, then the source model
+    as it is (when ``model.weights`` is set; ``run_cell`` says whether it applies); with ``data.source``
+    and no ``model.weights``, the source-only model trained on the source data, per seed."""
+    cells = []
+    for k in shots:
+        for name, entry in entries.items():
+            if k == 0 and name == BASELINE:
+                continue  # no target label to train from scratch on; source-only is the baseline
+            for seed in range(seeds):
+                tag = _tag(name, k, seed)
+                what = f"{label(name)}, {'all' if k is None else k} labels per class, seed {seed}"
+                cells.append(Cell((name, k, seed), tag, run_config(cfg, entry, tag, k, seed), str(out / tag), what))
+        if cfg.model.weights:
+            for seed in range(seeds):
+                tag = _tag(SOURCE_ONLY, k, seed)
+                cells.append(Cell((SOURCE_ONLY, k, seed), tag, run_config(cfg, SOURCE_ENTRY, tag, k, seed),
+                                  str(out / tag), f"the source model as it is, on seed {seed}'s test set",
+                                  untrained=True))
+    if cfg.data.source is not None and not cfg.model.weights:  # no source head to try: the source data alone
+        cells += [source_cell(cfg, seed, out) for seed in range(seeds)]
+    return cells
+
+
+SOURCE_ENTRY = {"strategy": FULL, "args": {}, "model": {}, "train": {}}  # the source-only runs' settings
+TRAINED = "trained"  # the budget key of the source-only model trained on the source data (at 0 target labels)
+
+
+def source_cell(cfg: RunConfig, seed: int, out: Path) -> Cell:
+    """The model trained on the source data alone (no target label), once per seed, shown at every budget."""
+    tag = f"{SOURCE_ONLY}/{TRAINED}/seed{seed}"
+    return Cell((SOURCE_ONLY, TRAINED, seed), tag, run_config(cfg, SOURCE_ENTRY, tag, 0, seed), str(out / tag),
+                f"trained on the source data alone, seed {seed}")
+
+
+def collect(cfg: RunConfig, cells: list[Cell], results: list[dict | None],
+            shots: list[int | None]) -> dict[tuple[str, int | None], list[dict]]:
+    """The cells' results keyed by (entry, budget) in the order of the tables; the source model trained on
+    the source data is listed at every budget, scored on that budget's guard rows (none at 0 labels)."""
+    runs: dict[tuple[str, int | None], list[dict]] = {}
+    trained = [(c, r) for c, r in zip(cells, results) if c.key[1] == TRAINED]
+    for k in shots:
+        for cell, res in zip(cells, results):
+            if cell.key[1] == k and res is not None:
+                runs.setdefault(cell.key[:2], []).append(res)
+        for cell, res in trained:
+            seed = cell.key[2]
+            rows_cfg = run_config(cfg, SOURCE_ENTRY, _tag(SOURCE_ONLY, k, seed), k, seed)
+            correct = None if k == 0 else scored(rows_cfg, res["run"])
+            runs.setdefault((SOURCE_ONLY, k), []).append(res | {"guard_correct": correct})
+    return runs
 
 
 def _correct(results: list[dict]) -> list | None:

@@ -95,3 +95,40 @@ def test_killed_split_mnist_er_run_resumes_to_the_same_accuracy_matrix(tmp_path)
     b = json.loads((out / "results.json").read_text())
     assert b["matrices"] == a["matrices"]
     assert [r["task"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3, 4, 5]
+
+
+def matrices(run: Path) -> dict:
+    """Each strategy's accuracy matrices (what the run learned, not how long it took)."""
+    files = [run / "results.json", *sorted((run / "compare").glob("*/results.json"))]
+    return {json.loads(f.read_text())["strategy"]: json.loads(f.read_text())["matrices"] for f in files}
+
+
+@pytest.mark.slow
+def test_strategies_on_ray_learn_as_in_series_and_resume_keeps_the_finished_ones(tiny_config, tmp_path):
+    """One Ray task per strategy gives the serial run's matrices; a resume on Ray after one strategy's results
+    were lost learns that one again and leaves the others' files untouched."""
+    pytest.importorskip("ray")
+    serial, on_ray = tmp_path / "serial", tmp_path / "ray"
+    assert finish(cli(tiny_config, "--out", serial)).returncode == 0
+    r = finish(cli(tiny_config, "--out", on_ray, "--executor", "ray", "--workers", "2"))
+    assert r.returncode == 0, r.stderr
+    assert "lwf: learned the stream's 2 tasks" in r.stdout
+    assert matrices(on_ray) == matrices(serial) and len(matrices(serial)) == 3
+    (on_ray / "compare" / "lwf" / "results.json").unlink()
+    kept = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (on_ray / "results.json",
+                                                                  on_ray / "compare" / "naive" / "results.json")}
+    r = finish(cli(tiny_config, "--out", on_ray, "--resume", "--executor", "ray", "--workers", "2"))
+    assert r.returncode == 0, r.stderr
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in kept} == kept
+    assert matrices(on_ray) == matrices(serial)
+
+
+def test_executor_ray_without_ray_is_refused_before_the_run_directory(tiny_config, tmp_path, monkeypatch):
+    from transferkit.errors import TransferkitError
+    from transferkit.runs.continual import run_continual
+    from transferkit.runs.executors import INSTALL_RAY
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(TransferkitError, match=r"^--executor ray needs Ray; install it with"):
+        run_continual(tiny_config, tmp_path / "run", executor="ray")
+    assert not (tmp_path / "run").exists() and INSTALL_RAY.endswith("(or run without --executor ray).")

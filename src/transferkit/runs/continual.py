@@ -9,6 +9,8 @@ stream in ``compare/<name>/`` with the same files, and the report compares them 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -91,14 +93,21 @@ def variants(cfg: ContinualConfig) -> list[tuple[str, ContinualConfig]]:
 
 def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, overwrite: bool = False,
                   resume: bool = False, progress: bool | None = None, overrides: list[str] | None = None,
-                  on_task=None) -> dict[str, ContinualResult]:
+                  on_task=None, executor: str = "serial", workers: int | None = None, address: str | None = None,
+                  on_variant=None) -> dict[str, ContinualResult]:
     """Learn the configured stream with the configured strategy (and those under ``compare``).
+
+    Each strategy is one job of ``executor`` (``runs.executors``: ``serial`` in this process, or ``ray``,
+    one Ray task per strategy); ``on_task`` (per task) is called in serial runs, ``on_variant(label,
+    result)`` as each strategy finishes. With ``resume``, a strategy that finished is read back and the
+    others go on from their last checkpoint.
 
     Example:
         >>> results = run_continual("examples/continual/split_mnist.yaml", out="runs/split_mnist")
         >>> results["er"].summary()["class_il"]["average_accuracy"]
     """
     from transferkit.api import open_run_dir
+    from transferkit.runs.executors import Serial, create_executor
 
     cfg = config if isinstance(config, ContinualConfig) else (
         parse_config(dict(config), "config", overrides, schema=ContinualConfig) if isinstance(config, dict)
@@ -106,30 +115,52 @@ def run_continual(config: ContinualConfig | dict | str | Path, out: str | Path, 
     runs = variants(cfg)
     # unknown strategy names and bad arguments fail before any data is read
     strategies = [create_continual_strategy(c.strategy.name, **c.strategy.args) for _, c in runs]
-    out = Path(out)
+    runner = create_executor(executor, workers, address)
+    out = Path(out).absolute()  # the jobs may run in other processes
     stream = build_stream(cfg.stream, cfg.model.task)
     for s in strategies:  # a strategy that cannot learn this stream fails before the run directory is touched
         check_stream(s, stream)
     main = open_run_dir(out, overwrite, resume, cfg.train.device, dump_config(cfg))  # under several processes, process 0 writes
-    results = {}
-    for i, (label, c) in enumerate(runs):
-        run_dir = out if i == 0 else out / "compare" / label
-        if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        done = run_dir / "results.json"
-        if resume and done.is_file():
-            results[label] = ContinualResult(**{k: v for k, v in json.loads(done.read_text()).items() if k != "summary"})
-            continue
-        strategy = create_continual_strategy(c.strategy.name, **c.strategy.args)
-        again = resume and (run_dir / "checkpoints" / "LATEST").is_file()
-        res = train_stream(build_model(c, stream), strategy, stream, c.train, run_dir=run_dir, resume=again,
-                           progress=progress, deterministic=c.deterministic, on_task=on_task)
-        res.strategy = label
-        if main:
-            done.write_text(json.dumps(res.to_dict(), indent=1))
-        results[label] = res
+    serial = isinstance(runner, Serial)  # a callback of this process cannot follow a job into another one
+    jobs = [Job(label, c.model_dump(mode="json"), str(out if i == 0 else out / "compare" / label), stream, resume,
+                progress if serial else False, on_task if serial else None)
+            for i, (label, c) in enumerate(runs)]
+    done = (lambda i, res: on_variant(jobs[i].label, res)) if on_variant else (lambda i, res: None)
+    results = dict(zip([j.label for j in jobs], runner.map(learn, jobs, done)))
     if main:
         continual_report(out, cfg.name or out.name, list(results))
     distributed.barrier()
     return results
 
+
+@dataclass
+class Job:
+    """One strategy of a continual comparison: its config and run directory."""
+
+    label: str
+    config: dict  # a ContinualConfig
+    run_dir: str
+    stream: Stream  # built once by the driver; a Ray task receives a copy
+    resume: bool = False
+    progress: bool | None = None
+    on_task: Callable | None = None
+
+
+def learn(job: Job) -> ContinualResult:
+    """Learn the stream with one strategy into its run directory (``results.json`` at the end); with
+    ``resume``, a finished one is read back and an unfinished one goes on from its last checkpoint."""
+    run_dir, main = Path(job.run_dir), distributed.is_main_process()  # under several processes, process 0 writes
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    done = run_dir / "results.json"
+    if job.resume and done.is_file():
+        return ContinualResult(**{k: v for k, v in json.loads(done.read_text()).items() if k != "summary"})
+    c = parse_config(job.config, f"compare.{job.label}", schema=ContinualConfig)
+    strategy = create_continual_strategy(c.strategy.name, **c.strategy.args)
+    again = job.resume and (run_dir / "checkpoints" / "LATEST").is_file()
+    res = train_stream(build_model(c, job.stream), strategy, job.stream, c.train, run_dir=run_dir, resume=again,
+                       progress=job.progress, deterministic=c.deterministic, on_task=job.on_task)
+    res.strategy = job.label
+    if main:
+        done.write_text(json.dumps(res.to_dict(), indent=1))
+    return res

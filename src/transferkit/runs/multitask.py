@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -173,49 +175,56 @@ def summarise(results: list[dict], tasks: list[str]) -> dict:
 
 
 def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, overwrite: bool = False,
-                  progress: bool | None = None, overrides: list[str] | None = None, on_model=None) -> dict:
+                  progress: bool | None = None, overrides: list[str] | None = None, on_model=None,
+                  resume: bool = False, executor: str = "serial", workers: int | None = None,
+                  address: str | None = None) -> dict:
     """Train the configured weighter (and those under ``compare``) over ``seeds`` seeds, and the
     single-task baselines; write the run directory and report. Returns the summary.
+
+    Each model is one job of ``executor`` (``runs.executors``: ``serial`` in this process, or ``ray``, one
+    Ray task per model); ``resume`` keeps the models that finished (``result.json``) and trains the others.
 
     Example:
         >>> summary = run_multitask("examples/multitask/office_caltech.yaml", out="runs/office_mtl")
         >>> summary["pcgrad"]["delta_m"]
     """
-    from transferkit.api import open_run_dir, prepare_run_dir
+    from transferkit.api import check_run_dir, open_run_dir
     from transferkit.report.multitask import multitask_report
+    from transferkit.runs.executors import create_executor
 
     cfg = config if isinstance(config, MultitaskConfig) else (
         parse_config(dict(config), "config", overrides, schema=MultitaskConfig) if isinstance(config, dict)
         else load_config(config, overrides, schema=MultitaskConfig))
     weighters = list(dict.fromkeys([cfg.weighter.name, *cfg.compare]))
     _check(cfg, weighters)
+    runner = create_executor(executor, workers, address)
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:  # before reading (or encoding) any data
-        prepare_run_dir(out, overwrite, False)
+    check_run_dir(out, overwrite, resume)  # before reading (or encoding) any data
+    if resume and (out / "config.yaml").read_text(encoding="utf-8") != dump_config(cfg):
+        raise TransferkitError(f"Cannot resume '{out}' with a different config; use its config.yaml or start a new "
+                               "run.")
     data = load_tasks(cfg, progress=on_model and (lambda msg: on_model({"message": msg})))
     unknown = sorted(set(cfg.model.tasks) - set(data[0].targets))
     if unknown:
         raise TransferkitError(f"model.tasks names '{unknown[0]}', which is not one of the data's tasks "
                                f"({', '.join(data[0].targets)}); use those names.")
     build_model(cfg, data[0])  # the targets suit the task types, the backbone accepts the inputs: before the run directory
-    main = open_run_dir(out, overwrite, False, cfg.train.device, dump_config(cfg))  # under several processes, process 0 writes
+    main = open_run_dir(out, overwrite, resume, cfg.train.device, dump_config(cfg))  # under several processes, process 0 writes
     tasks = list(data[0].targets)
-    jobs = [("multi", w, seed) for w in weighters for seed in range(cfg.seeds)]
+    models = [("multi", w, seed) for w in weighters for seed in range(cfg.seeds)]
     if cfg.single_task:
-        jobs += [("single", t, seed) for t in tasks for seed in range(cfg.seeds)]
-    results = []
-    for kind, name, seed in jobs:
-        run_dir = out / kind / name / f"seed-{seed}"
-        if kind == "multi":
-            res = train_one(cfg, data, name, _args(cfg, name), cfg.train.seed + seed, run_dir, progress=progress)
-        else:
-            only = tuple(d.only(name) for d in data)
-            res = train_one(cfg, only, "equal", {}, cfg.train.seed + seed, run_dir, arch=single_task_arch(cfg.model.arch),
-                            progress=progress)
-        record = {"kind": kind, "name": name, "seed": seed, "test": res["test"], "seconds": res["seconds"]}
-        results.append(record | {"history": res["history"]})
+        models += [("single", t, seed) for t in tasks for seed in range(cfg.seeds)]
+    root = out.absolute()  # the jobs may run in other processes
+    jobs = [Job(kind, name, seed, cfg, data, str(root / kind / name / f"seed-{seed}"), progress, resume)
+            for kind, name, seed in models]
+
+    def done(i: int, res: dict) -> None:
         if on_model:
-            on_model(record)
+            on_model({"kind": jobs[i].kind, "name": jobs[i].name, "seed": jobs[i].seed, "test": res["test"],
+                      "seconds": res["seconds"]})
+
+    results = [{"kind": j.kind, "name": j.name, "seed": j.seed, "test": r["test"], "seconds": r["seconds"],
+                "history": r["history"]} for j, r in zip(jobs, runner.map(train_job, jobs, done))]
     summary = summarise(results, tasks)
     if not main:
         distributed.barrier()
@@ -232,3 +241,39 @@ def run_multitask(config: MultitaskConfig | dict | str | Path, out: str | Path, 
     multitask_report(out, results, summary, tasks, cfg.name or out.name)
     distributed.barrier()
     return summary
+
+
+@dataclass
+class Job:
+    """One model of a multi-task run: a weighter's (``multi``) or a single task's (``single``), at one seed."""
+
+    kind: str
+    name: str  # the weighter, or the task
+    seed: int
+    cfg: MultitaskConfig
+    data: tuple  # (train, val, test), loaded once by the driver; a Ray task receives a copy
+    run_dir: str  # absolute: the job may run in another process
+    progress: bool | None = None
+    resume: bool = False
+
+
+def train_job(job: Job) -> dict:
+    """Train one model into its directory and record its test metrics, time and history in ``result.json``;
+    with ``resume`` a model that has that file is read back, and any other trained afresh."""
+    run_dir, cfg = Path(job.run_dir), job.cfg
+    done, main = run_dir / "result.json", distributed.is_main_process()  # under several processes, process 0 writes
+    if job.resume and done.is_file():
+        return json.loads(done.read_text())
+    if run_dir.exists() and main:  # cut short before: started again
+        shutil.rmtree(run_dir)
+    distributed.barrier()
+    if job.kind == "multi":
+        res = train_one(cfg, job.data, job.name, _args(cfg, job.name), cfg.train.seed + job.seed, run_dir,
+                        progress=job.progress)
+    else:
+        only = tuple(d.only(job.name) for d in job.data)
+        res = train_one(cfg, only, "equal", {}, cfg.train.seed + job.seed, run_dir,
+                        arch=single_task_arch(cfg.model.arch), progress=job.progress)
+    if main:
+        done.write_text(json.dumps(res, indent=1))
+    return res
