@@ -39,6 +39,13 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
     STATE["debug"] = debug
 
 
+# Where the jobs of a grid (compare's runs, continual's strategies, multitask's models) go
+ExecutorOption = Annotated[str, typer.Option(
+    help="Where the grid's jobs go: serial (one after another, here) or ray (one Ray task each).")]
+WorkersOption = Annotated[Optional[int], typer.Option(
+    help="With --executor ray: the CPUs of the local Ray, one job each (default: this machine's CPUs).")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")]
 PROCESSES_HELP = ("Train in this many local processes (PyTorch DDP; train.batch_size is the global batch). "
                   "Across machines, start the command with torchrun instead.")
 
@@ -200,13 +207,9 @@ def continual(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: strategy.name=er.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Go on after the last finished task of the run in --out.")] = False,
-    executor: Annotated[str, typer.Option(
-        help="Where the strategies go: serial (one after another, here) or ray (one Ray task each).")] = "serial",
-    workers: Annotated[Optional[int], typer.Option(
-        help="With --executor ray: the CPUs of the local Ray, one strategy each (default: this machine's "
-             "CPUs).")] = None,
-    address: Annotated[Optional[str], typer.Option(
-        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
+    executor: ExecutorOption = "serial",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
     processes: Annotated[int, typer.Option(min=1, help=PROCESSES_HELP)] = 1,
 ) -> None:
     """Learn a stream of tasks (continual learning); checkpoint after every task; write the report."""
@@ -252,12 +255,9 @@ def multitask(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(
         help="Go on with the run in --out: keep the models that finished, train the others.")] = False,
-    executor: Annotated[str, typer.Option(
-        help="Where the models go: serial (one after another, here) or ray (one Ray task each).")] = "serial",
-    workers: Annotated[Optional[int], typer.Option(
-        help="With --executor ray: the CPUs of the local Ray, one model each (default: this machine's CPUs).")] = None,
-    address: Annotated[Optional[str], typer.Option(
-        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
+    executor: ExecutorOption = "serial",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
     processes: Annotated[int, typer.Option(min=1, help=PROCESSES_HELP)] = 1,
 ) -> None:
     """Train one shared model on several tasks with each weighter (and the single-task baselines); write the report."""
@@ -385,12 +385,9 @@ def compare_(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing directory.")] = False,
     resume: Annotated[bool, typer.Option(
         help="Go on with the comparison in --out: keep the runs that finished, train the others.")] = False,
-    executor: Annotated[str, typer.Option(
-        help="Where the runs go: serial (one after another, here) or ray (one Ray task per run).")] = "serial",
-    workers: Annotated[Optional[int], typer.Option(
-        help="With --executor ray: the CPUs of the local Ray, one run each (default: this machine's CPUs).")] = None,
-    address: Annotated[Optional[str], typer.Option(
-        help="With --executor ray: the address of a running Ray cluster (e.g. auto, or HOST:6379).")] = None,
+    executor: ExecutorOption = "serial",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
 ) -> None:
     """Every strategy x label budget x seed, with from-scratch; one report with a negative-transfer flag."""
     from transferkit.compare import compare, parse_shots
