@@ -2,10 +2,11 @@
 ``python tests/e2e/ddp_cases.py OUT`` in one process, or under torchrun in several (the first process
 writes ``OUT/<case>.safetensors``). tests/e2e/test_distributed.py compares the two.
 
-Cases: each domain-adaptation method of ``DDP_STRATEGIES`` (target rows drawn per batch, terms of
+Cases: two-stage fine-tuning, feature extraction and adapters (phases that freeze parts of the
+model), each domain-adaptation method of ``DDP_STRATEGIES`` (target rows drawn per batch, terms of
 the gathered batch, the discriminator's gradients averaged), the multi-task weighters checked there
 (per-task gradients of the whole batch for the gradient-based ones) and EWC on a two-task stream (the
-Fisher estimated in every process). 60 rows in batches of 7: two processes take 4 and 3 rows of each
+Fisher estimated in every process) and plain fine-tuning of a stream with a head per task. 60 rows in batches of 7: two processes take 4 and 3 rows of each
 batch and 2 and 2 of the last, so uneven shares are weighted.
 """
 
@@ -33,6 +34,7 @@ from transferkit.multitask.step import MultiTaskStep
 from transferkit.multitask.weighters import create_weighter
 from transferkit.runs.learner import train_stream
 
+TRANSFER = ["two_stage", "feature_extraction", "adapters"]
 DA = ["dan", "coral", "dann", "cdan", "cdan_e", "entropy", "mcc"]
 WEIGHTERS = ["equal", "uncertainty", "pcgrad", "cagrad", "imtl_g"]
 SETTINGS = TrainSettings(epochs=2, batch_size=7, lr=0.05, optimizer="sgd", momentum=0.9, device="cpu", seed=3)
@@ -62,6 +64,10 @@ def main(out: Path) -> None:
     x, y = rows()
     source = ArrayDataset(x, y, name="source")
     target = ArrayDataset(rows(shift=1.0, seed=1)[0], np.zeros(60, dtype=np.int64), name="target")
+    for name in TRANSFER:  # phases that freeze parts of the model (left out of DDP's reduction)
+        model, strategy = mlp_model(), create_strategy(name)
+        Trainer(SETTINGS, progress=False).fit(model, strategy, source)
+        save(out, name, model)
     for name in DA:
         model, strategy = mlp_model(), create_strategy(name)
         use_unlabelled(strategy, target)
@@ -82,6 +88,12 @@ def main(out: Path) -> None:
     strategy = create_continual_strategy("ewc", weight=50.0)
     train_stream(model, strategy, stream, SETTINGS, progress=False)
     save(out, "ewc", model, strategy)
+    heads = split_classes(ArrayDataset(x4, y4, name="four"), ArrayDataset(x4, y4, name="four"), 2, scenario="task",
+                          multi_head=True)  # each task trains its own head: the others' get no gradient
+    torch.manual_seed(0)
+    model = TransferModel(create_backbone("mlp", in_features=8, hidden=(16,)), create_head("linear", 16, 2))
+    train_stream(model, create_continual_strategy("naive"), heads, SETTINGS, progress=False)
+    save(out, "naive-multihead", model)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def one_process_cases(tmp_path_factory):
 
 def assert_same_cases(one, several) -> None:
     names = sorted(os.listdir(one))
-    assert len(names) == 13 and sorted(os.listdir(several)) == names  # 7 adaptation methods, 5 weighters, EWC
+    assert len(names) == 17 and sorted(os.listdir(several)) == names  # 3 + 7 adaptation methods + 5 weighters + 2 streams
     for name in names:
         a, b = load_file(one / name), load_file(several / name)
         assert a.keys() == b.keys(), name

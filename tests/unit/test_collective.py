@@ -1,7 +1,6 @@
 """Collective operations in one process (the identity) and what the trainer refuses under several
 processes before training. tests/e2e/test_distributed.py checks the operations across processes."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,11 +12,10 @@ from transferkit.errors import TransferkitError
 from transferkit.finetune import create_strategy
 from transferkit.heads import create_head
 from transferkit.model import TransferModel
-from transferkit.multitask.data import MultiTaskArrays
 from transferkit.multitask.models import HardSharing
 from transferkit.multitask.step import MultiTaskStep
 from transferkit.multitask.weighters import create_weighter
-from transferkit.strategy import Phase
+from transferkit.strategy import Batch
 
 
 def test_in_one_process_every_collective_is_the_identity():
@@ -53,9 +51,9 @@ def test_several_processes_refuse_unchecked_weighters_and_rows_without_every_lab
     model.weighter = create_weighter("dwa", ["a", "b"])
     with pytest.raises(TransferkitError, match="Weighter 'dwa' is not checked under several processes.*pcgrad"):
         MultiTaskStep().prepare_model(model)
-    x = np.zeros((4, 8), dtype=np.float32)
-    full = MultiTaskArrays(x, {"a": [0, 1, 2, 0], "b": [1, 0, 1, 0]})
-    assert MultiTaskStep().prepare_data(model, full, Phase("train", 1, [])) is full
-    with pytest.raises(TransferkitError, match="'reviews' has rows without every task's label"):
-        MultiTaskStep().prepare_data(model, MultiTaskArrays(x, {"a": [0, 1, -1, -1], "b": [-1, -1, 1, 0]},
-                                                            name="reviews"), Phase("train", 1, []))
+    monkeypatch.setattr(collective, "total", lambda count, device="cpu": count)  # one process stands for both
+    full = Batch(torch.zeros(4, 8), {"a": torch.tensor([0, 1, 2, 0]), "b": torch.tensor([1, 0, 1, 0])})
+    assert MultiTaskStep().prepare_batch(full) is full
+    with pytest.raises(TransferkitError, match="rows without every task's label.*train it in one process"):
+        MultiTaskStep().prepare_batch(Batch(torch.zeros(4, 8), {"a": torch.tensor([0, 1, -1, -1]),
+                                                                "b": torch.tensor([-1, -1, 1, 0])}))

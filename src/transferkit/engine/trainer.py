@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transferkit import collective
@@ -183,7 +184,10 @@ class Trainer:
         # Under several processes (DDP), train.batch_size is the global batch: every process takes its
         # share of each batch of the one epoch order (ShardedBatches), so N processes take the steps
         # one process takes.
-        self.accelerator = Accelerator(cpu=settings.device == "cpu", mixed_precision=settings.mixed_precision)
+        # DDP is set up once, before each phase chooses what trains: parameters frozen in a phase (a
+        # two-stage head phase, a frozen backbone, another task's head) are left out of its reduction
+        self.accelerator = Accelerator(cpu=settings.device == "cpu", mixed_precision=settings.mixed_precision,
+                                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         if settings.device == "cuda" and self.accelerator.device.type != "cuda":
             raise TransferkitError("train.device is 'cuda' but no GPU is visible; set train.device to 'auto' or 'cpu'.")
         n = self.accelerator.num_processes
@@ -244,9 +248,9 @@ class Trainer:
             if sync:
                 opt.zero_grad(set_to_none=True) if update is None else clear_grads(opt)
             for k, v in terms.items():
-                sums.setdefault(k, []).append(v.detach())
+                sums.setdefault(k, []).append(v.detach() * scale if scale != 1.0 else v.detach())  # the batch's, averaged below
             steps += 1
-            if steps % 10 == 0 and not torch.isfinite(loss):
+            if steps % 10 == 0 and not self._finite(loss):
                 break
             bar.advance()
         strategy.after_epoch(plain)  # e.g. a loss weighter's per-epoch statistics
@@ -254,6 +258,13 @@ class Trainer:
         if acc.num_processes > 1:  # and over the processes, each of which saw its share of every batch
             means = {k: acc.reduce(v.to(device), "mean") for k, v in means.items()}
         return {f"train/{k}": float(v) for k, v in means.items()}
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite in every process (so that all of them stop together)."""
+        ok = torch.isfinite(loss.detach()).all().float()
+        if self.accelerator.num_processes > 1:
+            ok = self.accelerator.reduce(ok.reshape(1), "sum") == self.accelerator.num_processes
+        return bool(ok)
 
     def _share(self, rows: int, device) -> float:
         """Under N processes, ``N x`` this process's share of the batch's rows: its mean loss times this
@@ -362,6 +373,10 @@ class Trainer:
             batches = plan or TensorBatches(sampler, s.batch_size)
             if n > 1:
                 batches = ShardedBatches(batches, acc.process_index, n, as_lists=not indexable)
+                if plan is None and 0 < len(train_data) % s.batch_size < n:
+                    warnings.warn(f"Each epoch's last batch has {len(train_data) % s.batch_size} rows, fewer than the {n} "
+                                  "processes, and is left out, so the run differs from one process's; choose "
+                                  "train.batch_size so that it is not.", stacklevel=2)
             loader = IndexedBatches(train_data, batches) if indexable else DataLoader(
                 train_data, batch_sampler=batches, num_workers=s.num_workers)
         else:

@@ -75,8 +75,10 @@ def aggregated_backward(losses: list[torch.Tensor], shared: list[torch.Tensor], 
         p.grad = g if p.grad is None else p.grad + g
     if specific:  # a backward through the heads alone (each head's gradient comes from its own task)
         grads = torch.autograd.grad(sum(losses), specific, retain_graph=retain_graph, allow_unused=True)
-        if reduce is not None:  # every process sets the same gradients, so an unused head gets zeros
+        if reduce is not None:  # every process sets the same gradients; a head no process used keeps None
+            used = reduce([torch.tensor([float(g is not None) for g in grads])])[0] > 0
             grads = reduce([g if g is not None else torch.zeros_like(p) for p, g in zip(specific, grads)])
+            grads = [g if u else None for g, u in zip(grads, used.tolist())]
         for p, g in zip(specific, grads):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g

@@ -54,14 +54,13 @@ class MultiTaskStep(Strategy):
                 f"each process's rows alone); use one of {', '.join(PROCESS_WEIGHTERS)}, or train in one process.")
         return model
 
-    def prepare_data(self, model, dataset, phase):
-        targets = getattr(dataset, "targets", None)
-        if collective.processes() > 1 and isinstance(targets, dict) and not all(bool(labelled(y).all())
-                                                                                 for y in targets.values()):
+    def prepare_batch(self, batch):
+        if collective.processes() > 1 and isinstance(batch.targets, dict) and collective.total(  # every process alike
+                int(not all(bool(labelled(y).all()) for y in batch.targets.values())), next(iter(batch.targets.values())).device):
             raise TransferkitError(
-                f"Multi-task data '{getattr(dataset, 'name', 'multitask')}' has rows without every task's label, whose "
-                "per-task means several processes cannot share exactly; train it in one process.")
-        return dataset
+                "The multi-task data has rows without every task's label, whose per-task means several processes "
+                "cannot share exactly; train it in one process.")
+        return batch
 
     def backward(self, losses, terms, step: Step):
         model, weighter = step.model, step.model.weighter

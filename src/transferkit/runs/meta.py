@@ -174,11 +174,16 @@ def _outer_step(learner: MetaLearner, opt, sampler: EpisodeSampler, cfg: MetaCon
     return collective.mean_over_processes([loss.detach()], scale)[0].item()
 
 
-def check_processes(cfg: MetaConfig, processes: int | None = None) -> None:
-    """Refuse, in one sentence, a meta-learning run that ``processes`` (default: this run's) cannot share exactly."""
+def check_processes(cfg: MetaConfig, processes: int | None = None, learner: torch.nn.Module | None = None) -> None:
+    """Refuse, in one sentence, a meta-learning run that ``processes`` (default: this run's) cannot share
+    exactly; with the ``learner``, the fine-tuning baseline with BatchNorm too (its class batch is shared)."""
     n, m = processes or distributed.world_size(), cfg.method
     if n == 1:
         return
+    if m.name == "finetune" and learner is not None and any(
+            isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in learner.modules()):
+        raise TransferkitError("The finetune baseline shares each class batch among the processes, whose BatchNorm "
+                               "layers would normalise their own rows apart; train it in one process.")
     if m.name == "reptile":
         raise TransferkitError("Reptile steps the weights within each task, so its meta-batch cannot be shared by "
                                "several processes; train it in one process (without --processes or torchrun).")
@@ -244,7 +249,8 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
     samplers = _samplers(cfg, ds, splits)  # every episode error is raised before the run directory is touched
     tests = _test_samplers(cfg, ds, splits, samplers["test"])
     image_shape, outputs = tuple(ds[0][0].shape), head_outputs(cfg, samplers["train"])
-    check_processes(cfg)
+    learner = build_learner(cfg, outputs, image_shape)
+    check_processes(cfg, learner=learner)
     check_run_dir(out, overwrite, resume)  # in every process alike, before any of them writes
     if resume:
         _same_config(out, cfg)
@@ -256,7 +262,7 @@ def run_meta(config: MetaConfig | dict | str | Path, out: str | Path, overwrite:
         from accelerate import PartialState
 
         device = PartialState().device  # this process's GPU
-    learner = build_learner(cfg, outputs, image_shape).to(device)
+    learner = learner.to(device)
     opt = torch.optim.Adam(learner.parameters(), lr=t.lr)
     start, seconds = _resume(out, learner, opt, main) if resume else (0, 0.0)
     keys, losses = set(learner.state_dict()), []
