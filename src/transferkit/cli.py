@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from transferkit.errors import TransferkitError
@@ -265,6 +266,27 @@ def meta(
 
 
 @app.command()
+def federated(
+    config: Annotated[Path, typer.Argument(help="YAML config with data, model, strategy, train and federated.")],
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<name>).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: federated.alpha=0.1.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+) -> None:
+    """Federated transfer learning with Flower: label-skewed clients train only the strategy's tensors (FedAvg, FedProx, DP)."""
+    from transferkit.federated.run import require_flower, run_federated
+
+    require_flower()  # before anything is read: the command cannot run without it
+    res = run_federated(config, out=out, overwrite=overwrite, overrides=set_ or [],
+                        on_round=lambda r: r["round"] and console.print(
+                            f"round {r['round']}: global test accuracy {100 * r['test/accuracy']:.2f}%", highlight=False))
+    s = res.summary
+    console.print(f"federated {100 * s['test/accuracy']:.2f}%, centralised {100 * s['centralised/accuracy']:.2f}%, "
+                  f"local-only mean {100 * s['local_only/mean_accuracy']:.2f}%; each client sent {s['exchanged_bytes']:,} "
+                  f"bytes per round ({100 * s['bytes_fraction']:.2f}% of the model's {s['model_bytes']:,})", highlight=False)
+    console.print(f"Run written to {res.run_dir} (report: {res.run_dir / 'report.md'})")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo's runs and report go.")] = Path("runs/demo"),
     shots: Annotated[str, typer.Option(help="Labelled USPS images per class, comma-separated.")] = "1,3,10",
@@ -400,7 +422,7 @@ def main() -> None:
     except TransferkitError as e:
         if STATE["debug"]:
             raise
-        err_console.print(f"[red]Error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]Error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # e.g. 'pkg[extra]' is no markup
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("Interrupted.")

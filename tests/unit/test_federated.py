@@ -120,3 +120,27 @@ def test_config_section_defaults_and_refusals():
         parse_config(_cfg(dp={"noise_multiplier": 1.0}), schema=FederatedConfig)
     with pytest.raises(TransferkitError, match="remove data.shots"):
         parse_config(_cfg() | {"data": {"dataset": "mnist_usps:usps", "shots": 5}}, schema=FederatedConfig)
+
+
+def test_missing_flower_is_one_sentence_naming_the_extra(monkeypatch, tmp_path, capsys):
+    from transferkit import cli
+    from transferkit.federated.run import FLOWER_MISSING, run_federated
+
+    monkeypatch.setitem(sys.modules, "flwr", None)  # as if Flower were not installed
+    with pytest.raises(TransferkitError) as err:
+        run_federated(_cfg(), out=tmp_path / "run")
+    assert str(err.value) == FLOWER_MISSING and "transferkit[federated]" in FLOWER_MISSING
+    assert FLOWER_MISSING.count(". ") == 0 and FLOWER_MISSING.endswith(".")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "c.yaml").write_text("data: {dataset: mnist_usps:usps}\n")
+    monkeypatch.setattr(sys, "argv", ["transferkit", "federated", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as code:
+        cli.main()
+    assert code.value.code == 2
+    assert "pip install 'transferkit[federated]'" in " ".join(capsys.readouterr().err.split())
+    monkeypatch.setattr(sys, "argv", ["transferkit", "--help"])
+    try:
+        cli.main()
+    except SystemExit as done:
+        assert done.code in (0, None)
+    assert "federated" in capsys.readouterr().out
