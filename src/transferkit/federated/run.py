@@ -117,11 +117,11 @@ def _simulate(cfg: FederatedConfig, shares, model, names, test, out: Path, on_ro
     appended to ``metrics.jsonl`` as the server closes it."""
     from flwr.simulation import run_simulation
 
-    f, log = cfg.federated, RoundLog()
+    f, log, whole = cfg.federated, RoundLog(), model_bytes(model)
 
     def evaluate_global(arrays: dict) -> dict:
         set_arrays(model, arrays)
-        return {"test/accuracy": accuracy(model, test, cfg.train.eval_batch_size)}
+        return {"test/accuracy": accuracy(model, test, cfg.train.eval_batch_size), "model_bytes": whole}
 
     def record(r: dict) -> None:
         if r["round"] > 0:

@@ -49,7 +49,7 @@ def federated_report(out: Path, summary: dict, rounds: list[dict]) -> Path:
         f"| centralised (union of the clients' rows, {s['baseline_epochs']} epochs) | {_pct(s['centralised/accuracy'])} |",
         f"| local-only, mean of {s['clients']} clients ({s['baseline_epochs']} epochs each) | "
         f"{_pct(s['local_only/mean_accuracy'])} |",
-        f"| source model before training (round 0) | {_pct(s['initial/test/accuracy'])} |",
+        f"| source backbone with the untrained head (round 0) | {_pct(s['initial/test/accuracy'])} |",
         "",
         f"Local-only accuracies: {', '.join(_pct(a) for a in s['local_only/accuracy'])}.",
         "",
