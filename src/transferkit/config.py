@@ -415,6 +415,8 @@ def _explain(err: ValidationError, source: str, schema: type[BaseModel] = RunCon
     if e["type"] == "missing":
         return TransferkitError(f"{source}: config key '{key}' is required; add it.")
     if e["type"] == "value_error" and isinstance(e.get("ctx", {}).get("error"), TransferkitError):
+        if not loc:  # a check across sections, whose sentence names its keys
+            return TransferkitError(f"{source}: {e['ctx']['error']}")
         return TransferkitError(f"{source}: config key '{key}': {e['ctx']['error']}")
     msg = str(e["msg"]).removeprefix("Value error, ")
     return TransferkitError(f"{source}: config key '{key}': {msg}; got {e.get('input')!r}.")

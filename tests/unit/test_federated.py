@@ -118,6 +118,8 @@ def test_config_section_defaults_and_refusals():
         parse_config(_cfg(alpha=0), schema=FederatedConfig)
     with pytest.raises(TransferkitError, match="federated.dp.clipping_norm' is required"):
         parse_config(_cfg(dp={"noise_multiplier": 1.0}), schema=FederatedConfig)
+    with pytest.raises(TransferkitError, match=r"^config: data.test_fraction 'rest' leaves the clients no rows"):
+        parse_config({"data": {"dataset": "mnist_usps:usps", "test_fraction": "rest"}}, schema=FederatedConfig)
     with pytest.raises(TransferkitError, match="remove data.shots"):
         parse_config(_cfg() | {"data": {"dataset": "mnist_usps:usps", "shots": 5}}, schema=FederatedConfig)
 
