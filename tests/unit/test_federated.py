@@ -146,3 +146,17 @@ def test_missing_flower_is_one_sentence_naming_the_extra(monkeypatch, tmp_path, 
     except SystemExit as done:
         assert done.code in (0, None)
     assert "federated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["adapters", "lora"])
+def test_parameter_efficient_strategies_exchange_their_own_tensors_and_the_head(name):
+    if name == "lora":
+        pytest.importorskip("peft")
+    model = _model()
+    strategy = create_strategy(name)
+    model = strategy.prepare_model(model)
+    names = trainable_names(model, strategy)
+    key = "adapters" if name == "adapters" else "lora_"
+    assert {"heads.main.1.weight", "heads.main.1.bias"} < set(names)
+    assert all(n.startswith("heads.") or key in n for n in names) and any(key in n for n in names)
+    assert array_bytes(get_arrays(model, names)) < model_bytes(model)
