@@ -162,8 +162,9 @@ class RunConfig(_Strict):
 
 
 class PrivacySettings(_Strict):
-    noise_multiplier: float = Field(..., ge=0)  # Gaussian noise std as a multiple of clipping_norm (server-side, on the aggregate)
+    noise_multiplier: float = Field(..., ge=0)  # Gaussian noise std as a multiple of clipping_norm, added by the server to the aggregate
     clipping_norm: float = Field(..., gt=0)  # each client's update (its trained tensors minus the global ones) clipped to this L2 norm
+    side: Literal["server", "client"] = "server"  # where the updates are clipped: Flower's server-side or client-side fixed clipping
 
 
 class FederatedSettings(_Strict):
@@ -176,7 +177,7 @@ class FederatedSettings(_Strict):
     fraction_fit: float = Field(1.0, gt=0, le=1)  # share of the clients sampled for training each round
     local_test_fraction: float = Field(0.2, gt=0, lt=1)  # share of each client's rows kept for its own test
     min_rows: int = Field(10, ge=2)  # redraw the split until every client holds at least this many rows
-    dp: PrivacySettings | None = None  # differential privacy (Flower's server-side fixed clipping); None: off
+    dp: PrivacySettings | None = None  # differential privacy (Flower's fixed-clipping wrappers); None: off
     baseline_epochs: int | None = Field(None, ge=1)  # epochs of the centralised / local-only baselines (None: rounds x local_epochs)
     cpus_per_client: float = Field(1.0, gt=0)  # CPU cores the simulation engine reserves per client
 

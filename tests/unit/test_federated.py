@@ -116,6 +116,10 @@ def test_config_section_defaults_and_refusals():
         parse_config(_cfg(proximal_mu=0.1), schema=FederatedConfig)
     with pytest.raises(TransferkitError, match="federated.alpha"):
         parse_config(_cfg(alpha=0), schema=FederatedConfig)
+    dp = parse_config(_cfg(dp={"noise_multiplier": 1.0, "clipping_norm": 2.0}), schema=FederatedConfig).federated.dp
+    assert (dp.noise_multiplier, dp.clipping_norm, dp.side) == (1.0, 2.0, "server")
+    with pytest.raises(TransferkitError, match="federated.dp.side"):
+        parse_config(_cfg(dp={"noise_multiplier": 1.0, "clipping_norm": 2.0, "side": "both"}), schema=FederatedConfig)
     with pytest.raises(TransferkitError, match="federated.dp.clipping_norm' is required"):
         parse_config(_cfg(dp={"noise_multiplier": 1.0}), schema=FederatedConfig)
     with pytest.raises(TransferkitError, match=r"^config: data.test_fraction 'rest' leaves the clients no rows"):

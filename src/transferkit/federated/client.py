@@ -62,10 +62,13 @@ def make_client_app(job: Job):
     """A ``flwr.clientapp.ClientApp`` whose train and evaluate functions read ``job``."""
     from flwr.app import Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
+    from flwr.clientapp.mod import fixedclipping_mod
 
+    dp = job.cfg.federated.dp
     app = ClientApp()
 
-    @app.train()
+    # client-side DP: Flower's mod clips what train() returns against what it received
+    @app.train(mods=[fixedclipping_mod] if dp is not None and dp.side == "client" else None)
     def train(msg: Message, context) -> Message:
         client = int(context.node_config["partition-id"])
         st = client_state(job, client)

@@ -1,5 +1,5 @@
-"""The Flower ServerApp: Flower's own FedAvg or FedProx (optionally inside its server-side fixed-clipping
-DP wrapper) started on the initial trainable tensors; every round the global model is tested on the
+"""The Flower ServerApp: Flower's own FedAvg or FedProx (optionally inside its fixed-clipping DP
+wrappers) started on the initial trainable tensors; every round the global model is tested on the
 global test rows and what each client sent is recorded from the replies the server received."""
 
 from __future__ import annotations
@@ -62,8 +62,11 @@ def sampled_clients(f: FederatedSettings) -> int:
 
 
 def make_strategy(f: FederatedSettings, log: RoundLog):
-    """Flower's FedAvg or FedProx, wrapped in ``DifferentialPrivacyServerSideFixedClipping`` when ``dp`` is set."""
-    from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
+    """Flower's FedAvg or FedProx, wrapped in ``DifferentialPrivacyServerSideFixedClipping`` (or, with
+    ``dp.side: client``, ``DifferentialPrivacyClientSideFixedClipping``, whose clients clip with Flower's
+    ``fixedclipping_mod``) when ``dp`` is set."""
+    from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping,
+                                         DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx)
     from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
     def on_train(records, key):
@@ -80,7 +83,9 @@ def make_strategy(f: FederatedSettings, log: RoundLog):
                   train_metrics_aggr_fn=on_train, evaluate_metrics_aggr_fn=on_eval)
     strategy = FedProx(proximal_mu=f.proximal_mu, **common) if f.strategy == "fedprox" else FedAvg(**common)
     if f.dp is not None:
-        strategy = DifferentialPrivacyServerSideFixedClipping(strategy, f.dp.noise_multiplier, f.dp.clipping_norm, n)
+        wrapper = (DifferentialPrivacyClientSideFixedClipping if f.dp.side == "client"
+                   else DifferentialPrivacyServerSideFixedClipping)
+        strategy = wrapper(strategy, f.dp.noise_multiplier, f.dp.clipping_norm, n)
     return strategy
 
 

@@ -40,7 +40,8 @@ def federated_report(out: Path, summary: dict, rounds: list[dict]) -> Path:
         f"distance to the pooled labels {s['label_skew']:.3f}); strategy `{s['strategy']}`, aggregation "
         f"{s['aggregation']}{mu}, "
         f"{s['rounds']} rounds of {s['local_epochs']} local epoch(s); DP: "
-        + (f"server-side fixed clipping, clipping norm {dp['clipping_norm']}, noise multiplier {dp['noise_multiplier']}."
+        + (f"{dp.get('side', 'server')}-side fixed clipping, clipping norm {dp['clipping_norm']}, noise multiplier "
+           f"{dp['noise_multiplier']}."
            if dp else "off."),
         "",
         "| model | global test accuracy |",
