@@ -32,6 +32,8 @@ VARIANTS = {
     "fedprox_mu0.1": ["federated.strategy=fedprox", "federated.proximal_mu=0.1"],
     "fedavg_clip1_z0": ["federated.dp.noise_multiplier=0.0", "federated.dp.clipping_norm=1.0"],  # clipping alone
     "fedavg_dp_z0.5": ["federated.dp.noise_multiplier=0.5", "federated.dp.clipping_norm=1.0"],
+    "fedavg_dp_client_z0.5": ["federated.dp.noise_multiplier=0.5", "federated.dp.clipping_norm=1.0",
+                              "federated.dp.side=client"],
     "fedavg_dp_z1": ["federated.dp.noise_multiplier=1.0", "federated.dp.clipping_norm=1.0"],
     "fedavg_dp_z2": ["federated.dp.noise_multiplier=2.0", "federated.dp.clipping_norm=1.0"],
     # stronger label skew: each client holds few classes
