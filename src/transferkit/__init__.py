@@ -18,6 +18,8 @@ from transferkit.runs.learner import train_stream
 from transferkit.runs.multitask import run_multitask
 from transferkit.runs.meta import run_meta
 from transferkit.config import MetaConfig
+from transferkit.config import FederatedConfig
+from transferkit.federated import run_federated
 from transferkit.multitask.weighters import create_weighter
 from transferkit.model import Output, TransferModel
 
@@ -25,4 +27,4 @@ __version__ = "0.1.0"
 __all__ = ["compare", "rank", "StrategyConfig", "train", "load_run", "evaluate_run", "predict", "create_backbone", "list_backbones", "RunConfig",
            "load_config", "load_dataset", "Trainer", "TransferkitError", "Compose", "Strategy", "create_strategy",
            "Output", "TransferModel", "ContinualConfig", "create_continual_strategy", "train_stream", "run_continual",
-           "run_multitask", "create_weighter", "run_meta", "MetaConfig"]
+           "run_multitask", "create_weighter", "run_meta", "MetaConfig", "run_federated", "FederatedConfig"]

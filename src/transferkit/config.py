@@ -161,6 +161,60 @@ class RunConfig(_Strict):
         return self
 
 
+class PrivacySettings(_Strict):
+    noise_multiplier: float = Field(..., ge=0)  # Gaussian noise std as a multiple of clipping_norm, added by the server to the aggregate
+    clipping_norm: float = Field(..., gt=0)  # each client's update (its trained tensors minus the global ones) clipped to this L2 norm
+    side: Literal["server", "client"] = "server"  # where the updates are clipped: Flower's server-side or client-side fixed clipping
+
+
+class FederatedSettings(_Strict):
+    clients: int = Field(5, ge=2)  # simulated clients, each with its own share of data.dataset
+    alpha: float = Field(0.5, gt=0)  # Dirichlet concentration of each class over the clients: small = strong label skew
+    rounds: int = Field(10, ge=1)  # communication rounds
+    local_epochs: int = Field(1, ge=1)  # epochs each sampled client trains per round (train.* gives batch size, lr ...)
+    strategy: Literal["fedavg", "fedprox"] = "fedavg"  # Flower's aggregation strategy
+    proximal_mu: float = Field(0.0, ge=0)  # fedprox: weight mu of the client's term mu/2 ||w - w_global||^2
+    fraction_fit: float = Field(1.0, gt=0, le=1)  # share of the clients sampled for training each round
+    local_test_fraction: float = Field(0.2, gt=0, lt=1)  # share of each client's rows kept for its own test
+    min_rows: int = Field(10, ge=2)  # redraw the split until every client holds at least this many rows
+    dp: PrivacySettings | None = None  # differential privacy (Flower's fixed-clipping wrappers); None: off
+    baseline_epochs: int | None = Field(None, ge=1)  # epochs of the centralised / local-only baselines (None: rounds x local_epochs)
+    cpus_per_client: float = Field(1.0, gt=0)  # CPU cores the simulation engine reserves per client
+
+    @model_validator(mode="after")
+    def _mu_follows_the_strategy(self) -> "FederatedSettings":
+        if self.strategy == "fedprox" and self.proximal_mu == 0:
+            raise TransferkitError("federated.strategy 'fedprox' needs federated.proximal_mu > 0 (e.g. 0.01); "
+                                   "set it, or use strategy 'fedavg'.")
+        if self.strategy == "fedavg" and self.proximal_mu > 0:
+            raise TransferkitError(f"federated.proximal_mu {self.proximal_mu} applies to strategy 'fedprox' only; "
+                                   "set federated.strategy to 'fedprox' or remove proximal_mu.")
+        return self
+
+
+class FederatedConfig(RunConfig):
+    """A run config plus the ``federated`` section, for ``transferkit federated``: ``data.dataset`` is the
+    pool the clients share (less the global test rows), ``strategy`` says what the clients train."""
+
+    federated: FederatedSettings = FederatedSettings()
+
+    @model_validator(mode="after")
+    def _one_labelled_pool(self) -> "FederatedConfig":
+        d = self.data
+        for key, value in (("shots", d.shots), ("label_fraction", d.label_fraction), ("source", d.source),
+                           ("unlabelled", d.unlabelled)):
+            if value is not None:
+                raise TransferkitError(f"data.{key} is not used by federated runs, whose clients share all the "
+                                       f"labelled rows of data.dataset; remove data.{key}.")
+        if self.model.task != "classification":
+            raise TransferkitError(f"federated runs split the data by class label, and model.task is "
+                                   f"'{self.model.task}'; use model.task 'classification'.")
+        if d.test is None and d.test_fraction == "rest":
+            raise TransferkitError("data.test_fraction 'rest' leaves the clients no rows in a federated run; "
+                                   "give a fraction such as 0.3 or a separate data.test.")
+        return self
+
+
 class StreamConfig(_Strict):
     kind: Literal["split_classes", "permuted", "rotated", "sequence"] = "split_classes"  # how tasks differ
     dataset: str = "mnist"  # a dataset name with train/test domains (mnist), or "name:domain" / a path (test split off)
@@ -362,6 +416,8 @@ def _explain(err: ValidationError, source: str, schema: type[BaseModel] = RunCon
     if e["type"] == "missing":
         return TransferkitError(f"{source}: config key '{key}' is required; add it.")
     if e["type"] == "value_error" and isinstance(e.get("ctx", {}).get("error"), TransferkitError):
+        if not loc:  # a check across sections, whose sentence names its keys
+            return TransferkitError(f"{source}: {e['ctx']['error']}")
         return TransferkitError(f"{source}: config key '{key}': {e['ctx']['error']}")
     msg = str(e["msg"]).removeprefix("Value error, ")
     return TransferkitError(f"{source}: config key '{key}': {msg}; got {e.get('input')!r}.")
