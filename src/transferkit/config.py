@@ -162,7 +162,7 @@ class RunConfig(_Strict):
 
 
 class PrivacySettings(_Strict):
-    noise_multiplier: float = Field(..., ge=0)  # Gaussian noise std as a multiple of clipping_norm, added by the server to the aggregate
+    noise_multiplier: float = Field(..., ge=0)  # the server adds Gaussian noise of std noise_multiplier x clipping_norm / (sampled clients) to the plain mean of the clipped updates
     clipping_norm: float = Field(..., gt=0)  # each client's update (its trained tensors minus the global ones) clipped to this L2 norm
     side: Literal["server", "client"] = "server"  # where the updates are clipped: Flower's server-side or client-side fixed clipping
 

@@ -164,3 +164,20 @@ def test_parameter_efficient_strategies_exchange_their_own_tensors_and_the_head(
     assert {"heads.main.1.weight", "heads.main.1.bias"} < set(names)
     assert all(n.startswith("heads.") or key in n for n in names) and any(key in n for n in names)
     assert array_bytes(get_arrays(model, names)) < model_bytes(model)
+
+
+def test_strategies_that_train_batchnorm_are_refused_and_dp_weighs_clients_alike():
+    from transferkit.federated.setup import build
+
+    cnn = {"backbone": "small_cnn", "backbone_args": {"in_channels": 1, "width": 4, "num_features": 8}, "num_classes": 10}
+    cfg = parse_config(_cfg() | {"model": cnn, "strategy": {"name": "feature_extraction"}}, schema=FederatedConfig)
+    assert all(n.startswith("heads.") for n in build(cfg)[2])  # the frozen backbone's BatchNorm keeps its statistics
+    with pytest.raises(TransferkitError, match="trains the BatchNorm layer 'backbone.*running statistics.*feature_extraction"):
+        build(parse_config(_cfg() | {"model": cnn, "strategy": {"name": "full"}}, schema=FederatedConfig))
+    pytest.importorskip("flwr")
+    from transferkit.federated.server import RoundLog, make_strategy
+
+    plain = make_strategy(parse_config(_cfg(), schema=FederatedConfig).federated, RoundLog())
+    private = make_strategy(parse_config(_cfg(dp={"noise_multiplier": 1.0, "clipping_norm": 2.0}),
+                                         schema=FederatedConfig).federated, RoundLog())
+    assert plain.weighted_by_key == "num-examples" and private.strategy.weighted_by_key == "dp-weight"

@@ -78,7 +78,8 @@ def make_client_app(job: Job):
         rnd, mu = int(config["server-round"]), float(config.get("proximal-mu", 0.0))
         settings = local_settings(job.cfg, job.cfg.federated.local_epochs, job.cfg.train.seed + 1000 * rnd + client)
         trained = train_rows(st.model, st.strategy, st.train, settings, st.names, anchors, mu)
-        metrics = MetricRecord({"num-examples": len(st.train), "partition-id": client, "bytes-sent": array_bytes(trained),
+        metrics = MetricRecord({"num-examples": len(st.train), "dp-weight": 1, "partition-id": client,
+                                "bytes-sent": array_bytes(trained),
                                 "arrays-sent": len(trained),
                                 "local-accuracy": accuracy(st.model, st.test, job.cfg.train.eval_batch_size)})
         return Message(content=RecordDict({"arrays": to_record(trained), "metrics": metrics}),

@@ -78,7 +78,10 @@ def make_strategy(f: FederatedSettings, log: RoundLog):
         return aggregate_metricrecords(records, key)
 
     n = sampled_clients(f)
-    common = dict(fraction_train=f.fraction_fit, min_train_nodes=n, fraction_evaluate=1.0,
+    # Under DP the noise (std noise_multiplier x clipping_norm / n) is calibrated for a plain mean of the
+    # clipped updates, so each client then weighs the same ("dp-weight" 1), not by its examples
+    common = dict(weighted_by_key="dp-weight" if f.dp is not None else "num-examples",
+                  fraction_train=f.fraction_fit, min_train_nodes=n, fraction_evaluate=1.0,
                   min_evaluate_nodes=f.clients, min_available_nodes=f.clients,
                   train_metrics_aggr_fn=on_train, evaluate_metrics_aggr_fn=on_eval)
     strategy = FedProx(proximal_mu=f.proximal_mu, **common) if f.strategy == "fedprox" else FedAvg(**common)

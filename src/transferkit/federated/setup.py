@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from transferkit.config import FederatedConfig, TrainSettings
 from transferkit.data import Subset, data_dir, load_dataset, stratified_split
 from transferkit.engine.evaluate import evaluate
 from transferkit.engine.trainer import Trainer, check_labels
+from transferkit.errors import TransferkitError
 from transferkit.federated.arrays import get_arrays, set_arrays, trainable_names
 from transferkit.federated.proximal import Proximal
 from transferkit.federated.split import dirichlet_label_split
@@ -77,7 +79,16 @@ def build(cfg: FederatedConfig) -> tuple[TransferModel, Strategy, list[str]]:
     strategy, and the names of the tensors it trains: what a client receives and sends."""
     strategy = create_strategy(cfg.strategy.name, **cfg.strategy.args)
     model = strategy.prepare_model(build_model(cfg, cfg.model.num_classes))
-    return model, strategy, trainable_names(model, strategy, cfg.train.epochs, cfg.train.lr)
+    names = trainable_names(model, strategy, cfg.train.epochs, cfg.train.lr)
+    trained = set(names)
+    for prefix, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and any(
+                f"{prefix}.{n}" in trained for n, _ in module.named_parameters()):
+            raise TransferkitError(
+                f"Strategy '{cfg.strategy.name}' trains the BatchNorm layer '{prefix}', whose running statistics the "
+                "clients would not share (only trained parameters are exchanged); use feature_extraction, adapters or "
+                "lora, or a backbone without BatchNorm.")
+    return model, strategy, names
 
 
 def local_settings(cfg: FederatedConfig, epochs: int, seed: int) -> TrainSettings:

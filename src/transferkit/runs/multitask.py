@@ -264,8 +264,10 @@ def train_job(job: Job) -> dict:
     done, main = run_dir / "result.json", distributed.is_main_process()  # under several processes, process 0 writes
     if job.resume and done.is_file():
         return json.loads(done.read_text())
-    if run_dir.exists() and main:  # cut short before: started again
-        shutil.rmtree(run_dir)
+    if main:
+        if run_dir.exists():  # cut short before: started again
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
     distributed.barrier()
     if job.kind == "multi":
         res = train_one(cfg, job.data, job.name, _args(cfg, job.name), cfg.train.seed + job.seed, run_dir,
