@@ -65,3 +65,10 @@ def test_federated_head_only_on_usps(shared_data, tmp_path):
 
     r = cli("federated", "fed.yaml", "--out", "fed", cwd=tmp_path)
     assert r.returncode == 2 and "--overwrite" in r.stderr
+
+    # Flower's DP wrapper (server-side clipping and noise) over clients that weigh the same
+    r = cli("federated", "fed.yaml", "--out", "dp", "--set", "federated.rounds=2", "--set",
+            "federated.dp.noise_multiplier=0.5", "--set", "federated.dp.clipping_norm=1.0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    dp = [json.loads(line) for line in (tmp_path / "dp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in dp] == [1, 2] and all(c["bytes_sent"] == exchanged for r in dp for c in r["clients"])

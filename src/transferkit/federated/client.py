@@ -90,7 +90,7 @@ def make_client_app(job: Job):
         client = int(context.node_config["partition-id"])
         st = client_state(job, client)
         set_arrays(st.model, named(msg.content["arrays"]))
-        metrics = MetricRecord({"num-examples": len(st.test), "partition-id": client,
+        metrics = MetricRecord({"num-examples": len(st.test), "dp-weight": 1, "partition-id": client,
                                 "accuracy": accuracy(st.model, st.test, job.cfg.train.eval_batch_size)})
         return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
 
