@@ -1,8 +1,9 @@
 """Non-IID client shares: label skew by a Dirichlet draw per class (pure functions on labels).
 
-Hsu, Qi and Brown (2019), "Measuring the Effects of Non-Identical Data Distribution for Federated
-Visual Classification": each class's rows go to the clients in proportions drawn from
-Dirichlet(alpha, ..., alpha); a small alpha gives each client few classes, a large one near-IID shares.
+Each class's rows go to the clients in proportions drawn from Dirichlet(alpha, ..., alpha), the
+per-class form of label skew (Yurochkin et al., 2019; Wang et al., 2020, FedMA) that most federated
+benchmarks use; Hsu, Qi and Brown (2019) draw each client's class mix from Dirichlet(alpha * prior)
+instead. A small alpha gives each client few classes, a large one near-IID shares.
 """
 
 from __future__ import annotations
