@@ -242,11 +242,12 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
         saved = (out / "config.yaml").read_text() if (out / "config.yaml").is_file() else None
         if saved is not None and saved != dump_config(p.cfg):
             raise TransferkitError(f"Cannot resume '{out}' with a different config; use its config.yaml or start a new run.")
-    main = _processes_ready(p, out, named, overwrite, resume, guard)
-    if main:
-        prepare_run_dir(out, overwrite, resume)
-        (out / "config.yaml").write_text(dump_config(p.cfg), encoding="utf-8")
-    distributed.barrier()
+    if distributed.world_size() > 1:  # what would stop the run, refused in every process alike before any writes
+        if not named:
+            raise TransferkitError("Under several processes the run directory must be named; pass --out (or give "
+                                   "the config a name).")
+        distributed.check_run(p.cfg.strategy.name, guard)
+    main = open_run_dir(out, overwrite, resume, p.cfg.train.device, dump_config(p.cfg))
     t0 = time.perf_counter()
     measures, before = [], None
     if p.unlabelled is not None:  # domain adaptation: label-free scores each epoch, distances before / after
@@ -293,19 +294,6 @@ def train(config: RunConfig | dict | str | Path, out: str | Path | None = None, 
 def default_run_dir(name: str | None) -> Path:
     """``runs/<name>``, or ``runs/run-<date>-<time>`` for a config without a name."""
     return Path("runs") / (name or time.strftime("run-%Y%m%d-%H%M%S"))
-
-
-def _processes_ready(p, out: Path, named: bool, overwrite: bool, resume: bool, guard: bool) -> bool:
-    """Under several processes, check what would stop the run in every process alike (before any of
-    them writes) and start the process group; return whether this process writes the run directory."""
-    if distributed.world_size() == 1:
-        return True
-    if not named:
-        raise TransferkitError("Under several processes the run directory must be named; pass --out (or give the "
-                               "config a name).")
-    distributed.check_run(p.cfg.strategy.name, guard)
-    check_run_dir(out, overwrite, resume)  # raises the same sentence in every process, before any writes
-    return distributed.start(p.cfg.train.device)
 
 
 def selection_summary(history: list[dict], settings) -> dict:
