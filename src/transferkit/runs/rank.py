@@ -296,7 +296,9 @@ def rank(data: str, candidates: str | list[str], metric: str = DEFAULT_METRIC, s
     with EpochProgress(_missing_rows(jobs, rows), progress, description="extract features") as bar:
         for job in jobs:
             bar.describe(f"extract {job.candidate.spec}")
-            job.built.backbone.to(dev)
+            # channels-last weights take the faster convolution and pooling kernels (about twice as fast for
+            # small_cnn on one CPU thread; the same features to 1e-7); only 4-D weights change format
+            job.built.backbone.to(dev, memory_format=torch.channels_last)
             results.append(_score(job, views, rows, labels, bar, seed))
             job.built.backbone.cpu()
     results.sort(key=lambda r: -np.inf if math.isnan(r[metric]) else -r[metric])
