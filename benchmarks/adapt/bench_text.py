@@ -32,7 +32,7 @@ from results import run_missing  # benchmarks/adapt/results.py
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
-DEEP = ("source_only", "coral", "dann")
+DEEP = ("source_only", "coral", "dann", "mcc")
 
 
 def encode(cache: Path, domains: tuple[str, ...] = DOMAINS, max_length: int = 256) -> None:
