@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench suite bench-select bench-continual bench-avalanche bench-multitask bench-torchjd clean-venv
+.PHONY: demo test test-fast bench suite bench-select bench-auto bench-continual bench-avalanche bench-multitask bench-torchjd clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ suite: $(STAMP)
 bench-select: $(STAMP)
 	export TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} HF_HUB_OFFLINE=1; \
 	$(PY) benchmarks/select/bench_zoo.py && $(PY) benchmarks/select/bench_zoo_text.py
+
+# strategy auto's benchmark rows (MNIST -> USPS with unlabelled USPS, the Amazon pairs) and the sweep of its
+# MCC weight (about 8 minutes on 2 CPU cores once the Amazon features are cached)
+bench-auto: $(STAMP)
+	export TRANSFERKIT_DATA=$${TRANSFERKIT_DATA:-../shared/data} HF_HUB_OFFLINE=1 \
+	  PYTHONPATH=src:benchmarks/adapt:benchmarks/auto; \
+	$(PY) benchmarks/auto/bench_auto_digits.py && $(PY) benchmarks/auto/bench_auto_text.py && \
+	$(PY) benchmarks/auto/bench_mcc_weight.py && \
+	$(PY) benchmarks/adapt/bench_deep.py --methods auto --epochs 10 --out benchmarks/results/auto_digits.jsonl
 
 # The MNIST continual-learning protocols (Split/Permuted-MNIST, 8 strategies, 3 seeds; about 40 min
 # on 2 CPU cores) and the replay-memory figures of BENCHMARKS.md

@@ -42,12 +42,12 @@ def test_auto_at_3_labels_per_class_reaches_95_percent_of_the_best_fine_tuning(d
 
 
 def test_auto_at_0_labels_reaches_95_percent_of_the_best_adaptation(demo_source):
-    """0 USPS labels, the MNIST labels and the unlabelled USPS images: auto (which picks MCC) against DANN and
-    the source model as it is."""
+    """0 USPS labels, the MNIST labels and the unlabelled USPS images: auto (which picks MCC at its own weight)
+    against DANN, MCC at the paper's weight (1.0) and the source model as it is."""
     s, weights, out = demo_source
     cfg = adapt_config(s, weights) | {"report": {"feature_map": "none"}}
-    rows = _rows(compare(cfg, ["auto", "dann"], [0], SEEDS, out / "k0", show_table=False), 0)
-    assert {"auto", "dann", SOURCE_ONLY} <= set(rows)
+    rows = _rows(compare(cfg, ["auto", "dann", "mcc"], [0], SEEDS, out / "k0", show_table=False), 0)
+    assert {"auto", "dann", "mcc", SOURCE_ONLY} <= set(rows)
     best = max(r["accuracy_mean"] for n, r in rows.items() if n != "auto")
     print({n: round(r["accuracy_mean"], 1) for n, r in rows.items()})
     assert rows["auto"]["chosen"] == "mcc", rows["auto"]

@@ -11,8 +11,8 @@ from transferkit import train
 from transferkit.compare import plan
 from transferkit.config import parse_config
 from transferkit.errors import TransferkitError
-from transferkit.select.auto import (ADAPT_MAX_SHOTS, FEW_SHOTS, LARGE_BACKBONE, LOGME_MIN_SHOTS, PAD_DISTANT, Facts,
-                                     choose)
+from transferkit.select.auto import (ADAPT_MAX_SHOTS, FEW_SHOTS, LARGE_BACKBONE, LOGME_MIN_SHOTS, MCC_WEIGHT, PAD_DISTANT,
+                                     Facts, choose)
 
 
 def facts(**kw) -> Facts:
@@ -21,9 +21,9 @@ def facts(**kw) -> Facts:
 
 def test_zero_labels_with_unlabelled_target_data_adapt_with_mcc_from_the_source_head():
     c = choose(facts(shots=0, source_head=True, source_data=True, unlabelled=True, pad=1.74))
-    assert (c.strategy, c.args, c.model) == ("mcc", {}, {"source_head": True})
+    assert (c.strategy, c.args, c.model) == ("mcc", {"weight": MCC_WEIGHT}, {"source_head": True})
     assert c.reason == ("No target label, unlabelled target data and a distant domain (A-distance 1.7), so MCC "
-                        "domain adaptation from the source head.")
+                        "domain adaptation (weight 0.3) from the source head.")
 
 
 def test_zero_labels_without_unlabelled_target_data_is_one_sentence_naming_the_input_and_the_fix():
@@ -50,9 +50,9 @@ def test_source_features_no_better_than_random_ones_train_from_scratch():
 def test_few_labels_a_distant_domain_and_unlabelled_data_adapt_with_the_labels():
     base = facts(source_head=True, source_data=True, unlabelled=True, pad=PAD_DISTANT)
     c = choose(base)
-    assert (c.strategy, c.model) == ("mcc", {"source_head": True})
+    assert (c.strategy, c.args, c.model) == ("mcc", {"weight": MCC_WEIGHT}, {"source_head": True})
     assert c.reason == ("3 labels per class, a distant domain (A-distance 1.0) and unlabelled target data, so MCC "
-                        "domain adaptation from the source head.")
+                        "domain adaptation (weight 0.3) from the source head.")
     # a close domain, more labels than measured, or no source rows to align: no adaptation
     assert choose(facts(source_head=True, source_data=True, unlabelled=True, pad=PAD_DISTANT - 0.01)).strategy == "full"
     assert choose(facts(shots=ADAPT_MAX_SHOTS + 1, source_data=True, unlabelled=True, pad=1.9)).strategy == "full"
