@@ -56,17 +56,28 @@ def encode(cache: Path, domains: tuple[str, ...] = DOMAINS, max_length: int = 25
         print(f"encoded {d}: {len(ds)} reviews in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def deep(cache: Path, src: str, tgt: str, method: str, seed: int, epochs: int) -> float:
-    cfg = {"data": {"dataset": str(cache / f"{tgt}.npz"), "source": str(cache / f"{src}.npz"),
-                    "unlabelled": str(cache / f"{tgt}.npz"), "shots": 0, "val_fraction": 0.0,
-                    "test_fraction": "rest", "preprocess": "standardize"},
-           "model": {"backbone": "mlp", "backbone_args": {"in_features": 384, "hidden": [256], "dropout": 0.1},
-                     "num_classes": 2},
-           "strategy": {"name": "full" if method == "source_only" else method},
-           "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": seed, "device": "cpu"}}
+def config(cache: Path, src: str, tgt: str, strategy: dict, seed: int, epochs: int) -> dict:
+    """The protocol's run: the MLP on the cached features of the labelled ``src`` reviews and the unlabelled
+    ``tgt`` reviews (0 target labels; every target review is the test set)."""
+    return {"data": {"dataset": str(cache / f"{tgt}.npz"), "source": str(cache / f"{src}.npz"),
+                     "unlabelled": str(cache / f"{tgt}.npz"), "shots": 0, "val_fraction": 0.0,
+                     "test_fraction": "rest", "preprocess": "standardize"},
+            "model": {"backbone": "mlp", "backbone_args": {"in_features": 384, "hidden": [256], "dropout": 0.1},
+                      "num_classes": 2},
+            "strategy": strategy,
+            "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": seed, "device": "cpu"}}
+
+
+def fit_and_test(cfg: dict):
+    """Train ``cfg`` in memory; its target accuracy (%) and the prepared run (``.auto`` holds auto's choice)."""
     p = prepare(parse_config(cfg))
     Trainer(p.cfg.train, progress=False).fit(p.model, p.strategy, p.train)
-    return 100 * evaluate(p.model, p.test)["accuracy"]
+    return 100 * evaluate(p.model, p.test)["accuracy"], p
+
+
+def deep(cache: Path, src: str, tgt: str, method: str, seed: int, epochs: int) -> float:
+    strategy = {"name": "full" if method == "source_only" else method}
+    return fit_and_test(config(cache, src, tgt, strategy, seed, epochs))[0]
 
 
 def jda(cache: Path, src: str, tgt: str) -> float:

@@ -17,27 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from transferkit.api import prepare
-from transferkit.config import parse_config
-from transferkit.engine.evaluate import evaluate
-from transferkit.engine.trainer import Trainer
-
-from bench_text import DOMAINS, encode, run_args  # benchmarks/adapt/bench_text.py
+from bench_text import DOMAINS, config, encode, fit_and_test, run_args  # benchmarks/adapt/bench_text.py
 from results import run_missing  # benchmarks/adapt/results.py
 
 
 def auto_run(cache: Path, src: str, tgt: str, seed: int, epochs: int) -> dict:
-    cfg = {"data": {"dataset": str(cache / f"{tgt}.npz"), "source": str(cache / f"{src}.npz"),
-                    "unlabelled": str(cache / f"{tgt}.npz"), "shots": 0, "val_fraction": 0.0,
-                    "test_fraction": "rest", "preprocess": "standardize"},
-           "model": {"backbone": "mlp", "backbone_args": {"in_features": 384, "hidden": [256], "dropout": 0.1},
-                     "num_classes": 2},
-           "strategy": {"name": "auto"},
-           "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": seed, "device": "cpu"}}
-    p = prepare(parse_config(cfg))
-    Trainer(p.cfg.train, progress=False).fit(p.model, p.strategy, p.train)
-    return {"accuracy": round(100 * evaluate(p.model, p.test)["accuracy"], 2), "chosen": p.auto["strategy"],
-            "pad": round(p.auto["facts"]["pad"], 3), "reason": p.auto["reason"]}
+    acc, p = fit_and_test(config(cache, src, tgt, {"name": "auto"}, seed, epochs))
+    return {"accuracy": round(acc, 2), "chosen": p.auto["strategy"], "pad": round(p.auto["facts"]["pad"], 3),
+            "reason": p.auto["reason"]}
 
 
 def summary(rows: list[dict], reference: Path) -> str:

@@ -21,13 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from transferkit import train
-from transferkit.api import prepare
-from transferkit.config import parse_config
-from transferkit.engine.evaluate import evaluate
-from transferkit.engine.trainer import Trainer
 
 from bench_auto_digits import config as digits_config, demo_source  # benchmarks/auto/bench_auto_digits.py
-from bench_text import DOMAINS, encode, run_args  # benchmarks/adapt/bench_text.py
+from bench_text import DOMAINS, config as text_config, encode, fit_and_test, run_args  # benchmarks/adapt/bench_text.py
 from results import run_missing  # benchmarks/adapt/results.py
 
 WEIGHTS = (0.03, 0.1, 0.3, 0.5, 1.0)
@@ -35,16 +31,7 @@ OTHERS = ("source_only", "coral", "dann", "mcc", "jda")  # the methods of adapt_
 
 
 def text_run(cache: Path, src: str, tgt: str, weight: float, seed: int, epochs: int) -> float:
-    cfg = {"data": {"dataset": str(cache / f"{tgt}.npz"), "source": str(cache / f"{src}.npz"),
-                    "unlabelled": str(cache / f"{tgt}.npz"), "shots": 0, "val_fraction": 0.0,
-                    "test_fraction": "rest", "preprocess": "standardize"},
-           "model": {"backbone": "mlp", "backbone_args": {"in_features": 384, "hidden": [256], "dropout": 0.1},
-                     "num_classes": 2},
-           "strategy": {"name": "mcc", "args": {"weight": weight}},
-           "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": seed, "device": "cpu"}}
-    p = prepare(parse_config(cfg))
-    Trainer(p.cfg.train, progress=False).fit(p.model, p.strategy, p.train)
-    return 100 * evaluate(p.model, p.test)["accuracy"]
+    return fit_and_test(text_config(cache, src, tgt, {"name": "mcc", "args": {"weight": weight}}, seed, epochs))[0]
 
 
 def digits_run(work: Path, weights: Path, weight: float, seed: int) -> float:
