@@ -10,11 +10,14 @@ from safetensors.torch import save_file
 
 import transferkit.runs.rank as rank_mod
 from transferkit.backbones import create_backbone
+from transferkit.backbones.base import Backbone
 from transferkit.config import dump_config, parse_config
+from transferkit.data.datasets import ArrayDataset
+from transferkit.engine.progress import EpochProgress
 from transferkit.errors import TransferkitError
 from transferkit.heads import create_head
 from transferkit.model import TransferModel
-from transferkit.runs.candidates import parse_candidate, parse_candidates
+from transferkit.runs.candidates import Built, parse_candidate, parse_candidates
 from transferkit.runs.domain import domain_distances
 from transferkit.runs.rank import rank, reference_warning
 from transferkit.select import leep, logme
@@ -207,3 +210,42 @@ def test_errors_come_before_any_extraction(tmp_path, cache, monkeypatch):
     (tmp_path / "out" / "x").write_text("")
     with pytest.raises(TransferkitError, match="'.*out' already exists; pass --overwrite"):
         rank(str(data), f"mlp={w}", out=tmp_path / "out")
+
+
+class _ViewCNN(Backbone):
+    """A convolution whose output is flattened with ``view``, which a channels-last output refuses."""
+
+    num_features = 4 * 6 * 6
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3)
+
+    def features(self, x):
+        return self.conv(x).view(len(x), -1)
+
+
+class _Conv3dNet(_ViewCNN):
+    """A 5-D weight, which channels-last memory cannot hold."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Conv3d(1, 1, 1)
+
+
+@pytest.mark.parametrize("make,channels_last", [(lambda: create_backbone("small_cnn", in_channels=2), True),
+                                                 (_ViewCNN, False), (_Conv3dNet, False)])
+def test_extraction_runs_channels_last_where_the_backbone_can_with_the_same_features(make, channels_last):
+    torch.manual_seed(0)
+    data = ArrayDataset(torch.randn(40, 2, 8, 8), np.repeat(np.arange(4), 10))
+    rows = np.arange(40)
+    backbone = make().eval()
+    with torch.no_grad():
+        expected = backbone.features(data.x).numpy()
+    built = Built(backbone)
+    rank_mod._fit_layout(parse_candidate("random:small_cnn"), built, data, rows, "t.npz")
+    conv = next(m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    with EpochProgress(len(rows), False) as bar:
+        got = rank_mod._extract(built, data, rows, bar)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
