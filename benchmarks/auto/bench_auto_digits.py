@@ -4,7 +4,13 @@ the unlabelled USPS images (the demo's adaptation settings: 5 epochs, batches of
 USPS labels per class; every other USPS image is the test set. One JSON line per run with its accuracy,
 the chosen strategy and the reason.
 
-    PYTHONPATH=src:benchmarks/adapt python benchmarks/auto/bench_auto_digits.py --out benchmarks/results/auto_demo.jsonl
+And, without the unlabelled images, auto beside the demo's own few-shot strategies at 1 / 3 / 10 labels in one
+``compare`` (the demo's target config and variants: feature extraction and full fine-tuning from the source
+head, the latter at a tenth of the rate, and from scratch; compare's guard rows held out as in the demo):
+one JSON line per (strategy, labels) in ``--few-shot-out``.
+
+    PYTHONPATH=src:benchmarks/adapt python benchmarks/auto/bench_auto_digits.py --out benchmarks/results/auto_demo.jsonl \
+        --few-shot-out benchmarks/results/auto_demo_fewshot.jsonl
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import numpy as np
 import yaml
 
 from transferkit import train
-from transferkit.demo import DemoSettings, adapt_config, source_config
+from transferkit.compare import compare
+from transferkit.demo import DemoSettings, adapt_config, source_config, target_config
 
 from results import run_missing  # benchmarks/adapt/results.py
 
 SHOTS = (0, 1, 3, 10)
+FEW_SHOTS = (1, 3, 10)
 
 
 def demo_source(work: Path) -> Path:
@@ -50,13 +58,32 @@ def auto_run(work: Path, weights: Path, shots: int, seed: int) -> dict:
             "args": strategy["args"], "reason": strategy["reason"]}
 
 
+def few_shot(work: Path, weights: Path, seeds: int, out: Path) -> None:
+    """auto, the demo's feature extraction and full fine-tuning, and from scratch at 1 / 3 / 10 labels, in one
+    ``compare`` as the demo runs them; a JSON line per row of its table into ``out`` (unless already there)."""
+    if out.is_file():
+        return
+    s = DemoSettings(seeds=seeds)
+    cfg = target_config(s, weights)
+    keep = {"model": {"source_head": True}}
+    cfg["compare"] = {"variants": {"feature_extraction": keep, "full": keep | {"train": {"lr": s.lr / 10}}}}
+    rows = compare(cfg, ["feature_extraction", "full", "auto"], list(FEW_SHOTS), seeds, work / "few_shot",
+                   overwrite=True, show_table=False)
+    keys = ("strategy", "shots", "accuracy_mean", "accuracy_std", "chosen")
+    out.write_text("".join(json.dumps({k: r[k] for k in keys if k in r}) + "\n" for r in rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results/auto_demo.jsonl")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_auto_digits"))
+    ap.add_argument("--few-shot-out", type=Path, default=Path("benchmarks/results/auto_demo_fewshot.jsonl"))
     ap.add_argument("--seeds", type=int, default=3)
     a = ap.parse_args()
     weights = demo_source(a.work)
+    few_shot(a.work, weights, a.seeds, a.few_shot_out)
+    for r in map(json.loads, a.few_shot_out.read_text().splitlines()):
+        print(f"k = {r['shots']}: {r['strategy']} {r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}")
     todo = [(f"mnist->usps k={k}", "auto", seed) for k in SHOTS for seed in range(a.seeds)]
     rows = run_missing(Path(a.out), todo, lambda pair, _m, seed: auto_run(a.work, weights, int(pair.split("=")[1]),
                                                                             seed))
