@@ -393,7 +393,7 @@ def test_dwa_and_gradnorm_state_round_trips_through_a_state_dict():
     gn = WEIGHTERS.build("gradnorm", tasks=["a", "b"])
     x = torch.randn(4, 3)
     L = lambda: {"a": layer(x)[:, 0].pow(2).mean(), "b": layer(x)[:, 1].abs().mean()}  # noqa: E731
-    initial = {k: float(v) for k, v in L().items()}
+    initial = {k: v.item() for k, v in L().items()}
     gn(L(), last_shared=list(layer.parameters()))
     fresh = WEIGHTERS.build("gradnorm", tasks=["a", "b"])
     fresh.load_state_dict(gn.state_dict())
