@@ -349,6 +349,10 @@ def federated(
     console.print(f"federated {100 * s['test/accuracy']:.2f}%, centralised {100 * s['centralised/accuracy']:.2f}%, "
                   f"local-only mean {100 * s['local_only/mean_accuracy']:.2f}%; each client sent {s['exchanged_bytes']:,} "
                   f"bytes per round ({100 * s['bytes_fraction']:.2f}% of the model's {s['model_bytes']:,})", highlight=False)
+    if s["dp"]:
+        dp = s["dp"]
+        console.print(f"privacy: client-level ({dp['epsilon']:.2f}, {dp['delta']:g})-DP after {dp['rounds']} rounds "
+                      f"(epsilon {dp['epsilon_is']})", highlight=False)
     console.print(f"Run written to {res.run_dir} (report: {res.run_dir / 'report.md'})")
 
 

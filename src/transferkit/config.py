@@ -165,6 +165,7 @@ class PrivacySettings(_Strict):
     noise_multiplier: float = Field(..., ge=0)  # the server adds Gaussian noise of std noise_multiplier x clipping_norm / (sampled clients) to the plain mean of the clipped updates
     clipping_norm: float = Field(..., gt=0)  # each client's update (its trained tensors minus the global ones) clipped to this L2 norm
     side: Literal["server", "client"] = "server"  # where the updates are clipped: Flower's server-side or client-side fixed clipping
+    delta: float = Field(1e-5, gt=0, lt=1)  # the delta of the client-level (epsilon, delta) the run reports (federated/privacy.py)
 
 
 class FederatedSettings(_Strict):

@@ -41,7 +41,8 @@ def federated_report(out: Path, summary: dict, rounds: list[dict]) -> Path:
         f"{s['aggregation']}{mu}, "
         f"{s['rounds']} rounds of {s['local_epochs']} local epoch(s); DP: "
         + (f"{dp.get('side', 'server')}-side fixed clipping, clipping norm {dp['clipping_norm']}, noise multiplier "
-           f"{dp['noise_multiplier']}."
+           f"{dp['noise_multiplier']}: client-level ({dp['epsilon']:.2f}, {dp['delta']:g})-DP after {dp['rounds']} "
+           f"rounds (epsilon {dp['epsilon_is']}; Gaussian differential privacy, Dong, Roth & Su 2022)."
            if dp else "off."),
         "",
         "| model | global test accuracy |",
