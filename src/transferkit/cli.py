@@ -351,8 +351,9 @@ def federated(
                   f"bytes per round ({100 * s['bytes_fraction']:.2f}% of the model's {s['model_bytes']:,})", highlight=False)
     if s["dp"]:
         dp = s["dp"]
-        console.print(f"privacy: client-level ({dp['epsilon']:.2f}, {dp['delta']:g})-DP after {dp['rounds']} rounds "
-                      f"(epsilon {dp['epsilon_is']})", highlight=False)
+        console.print(f"privacy of the global models: client-level ({dp['epsilon']:.2f}, {dp['delta']:g})-DP after "
+                      f"{dp['rounds']} rounds, a client's update zeroed out ({dp['epsilon_replace_one']:.2f} for one "
+                      f"replaced; epsilon {dp['epsilon_is']})", highlight=False)
     console.print(f"Run written to {res.run_dir} (report: {res.run_dir / 'report.md'})")
 
 

@@ -76,5 +76,6 @@ def test_federated_head_only_on_usps(shared_data, tmp_path):
     assert [r["round"] for r in dp] == [1, 2] and all(c["bytes_sent"] == exchanged for r in dp for c in r["clients"])
     spent = json.loads((tmp_path / "dp" / "summary.json").read_text())["dp"]
     assert spent["epsilon"] == pytest.approx(gaussian_epsilon(0.5, 2, 1e-5)) and spent["epsilon_is"] == "exact"
-    assert f"({spent['epsilon']:.2f}, 1e-05)-DP after 2 rounds" in r.stdout
-    assert f"({spent['epsilon']:.2f}, 1e-05)-DP after 2 rounds" in (tmp_path / "dp" / "report.md").read_text()
+    assert spent["epsilon_replace_one"] == pytest.approx(gaussian_epsilon(0.25, 2, 1e-5))
+    said = f"({spent['epsilon']:.2f}, 1e-05)-DP after 2 rounds"
+    assert said in r.stdout and said in (tmp_path / "dp" / "report.md").read_text()

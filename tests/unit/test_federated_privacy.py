@@ -43,8 +43,22 @@ def test_epsilon_is_below_the_textbook_and_renyi_bounds():
         assert gaussian_epsilon(z, t, 1e-5) < rdp
 
 
+def test_one_release_at_noise_multiplier_one():
+    # by hand from the curve: delta(4.37718) = Phi(-3.87718) - e^4.37718 Phi(-4.87718) = 5.284e-5 - 79.61 x 5.381e-7
+    assert gaussian_epsilon(1.0, 1, 1e-5) == pytest.approx(4.37718, abs=1e-4)
+
+
+def test_a_round_with_fewer_replies_than_sampled_voids_the_claim():
+    spent = privacy_spent(1.0, 3, 1e-5, 1.0, replies=[5, 4, 5], sampled=5)
+    assert spent["epsilon_is"].startswith("void: round 2")
+    assert privacy_spent(1.0, 3, 1e-5, 1.0, replies=[5, 5, 5], sampled=5)["epsilon_is"] == "exact"
+    # one client's update replaced by another's moves the sum by 2 C: half the noise multiplier
+    assert spent["epsilon_replace_one"] == pytest.approx(gaussian_epsilon(0.5, 3, 1e-5))
+
+
 def test_limits_and_errors():
     assert gaussian_epsilon(0.0, 3, 1e-5) == math.inf
+    assert gaussian_epsilon(math.inf, 3, 1e-5) == 0.0
     assert gaussian_epsilon(1e4, 1, 0.5) == 0.0  # delta(0) is already below 0.5
     assert privacy_spent(1.0, 5, 1e-5, 1.0)["epsilon_is"] == "exact"
     assert privacy_spent(1.0, 5, 1e-5, 0.5)["epsilon_is"].startswith("an upper bound")

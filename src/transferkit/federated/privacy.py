@@ -1,14 +1,18 @@
-"""The privacy a DP federated run gives: client-level (epsilon, delta) of its rounds of the Gaussian mechanism.
+"""The privacy a DP federated run gives: client-level (epsilon, delta) of the global models its rounds release.
 
-Each round the server releases the mean of the sampled clients' updates, each clipped to L2 norm C, plus
-Gaussian noise of std z C / n (Flower's fixed-clipping wrappers; n clients sampled). Adding or removing one
-client's data (client-level adjacency, McMahan et al., "Learning Differentially Private Recurrent Language
-Models", ICLR 2018) moves the sum of the updates by at most C, against noise of std z C on that sum: a
-Gaussian mechanism with noise multiplier z. Such a mechanism is (1/z)-GDP, and T adaptive rounds compose to
-(sqrt(T)/z)-GDP (Dong, Roth & Su, "Gaussian Differential Privacy", JRSS-B 2022, Theorem 2.7 and Corollary 3.3),
-whose (epsilon, delta) curve is exact (Corollary 2.13; the analytic Gaussian mechanism of Balle & Wang, ICML
-2018). With fewer clients sampled than there are (``fraction_fit`` < 1), sampling only lowers the privacy loss;
-its amplification is not counted here, so the epsilon is then an upper bound.
+Each round the server releases the global model plus the mean of the n sampled clients' updates, each clipped to
+L2 norm C, with Gaussian noise of std z C / n added (Flower's fixed-clipping wrappers: noise of std z C on the
+sum of the clipped updates). Neighbouring datasets differ in one client's data, with the roster and the cohort
+size n fixed and public (zero-out adjacency: that client's clipped update replaced by zero, the fixed-denominator
+setting of McMahan et al., "Learning Differentially Private Recurrent Language Models", ICLR 2018): the sum moves
+by at most C against noise of std z C, a Gaussian mechanism with noise multiplier z. It is (1/z)-GDP, and T
+adaptive rounds compose to (sqrt(T)/z)-GDP (Dong, Roth & Su, "Gaussian Differential Privacy", arXiv:1905.02383,
+JRSS-B 2022: Theorem 2.7, Corollary 3.3), whose (epsilon, delta) curve is exact (Corollary 2.13; Balle & Wang,
+ICML 2018, Theorem 8). Replacing one client's update by another's moves the sum by up to 2 C (noise multiplier
+z / 2), which is also reported. Which clients a round samples does not depend on the data, so sampling fewer than
+all only lowers the loss; its amplification is not counted (the round log names the sampled clients), and the
+epsilon is then an upper bound. The guarantee covers the released global models only: the run's summary and
+round log also hold each client's label counts and local test accuracies, which are not protected.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def gaussian_epsilon(noise_multiplier: float, rounds: int, delta: float) -> floa
         raise TransferkitError(f"gaussian_epsilon: noise_multiplier must be >= 0; got {noise_multiplier!r}.")
     if noise_multiplier == 0.0:
         return math.inf
+    if math.isinf(noise_multiplier):
+        return 0.0
     mu = math.sqrt(rounds) / noise_multiplier
     if gdp_delta(0.0, mu) <= delta:
         return 0.0
@@ -53,8 +59,19 @@ def gaussian_epsilon(noise_multiplier: float, rounds: int, delta: float) -> floa
     return float(brentq(lambda e: gdp_delta(e, mu) - delta, 0.0, hi, xtol=1e-10, rtol=1e-12))
 
 
-def privacy_spent(noise_multiplier: float, rounds: int, delta: float, fraction_fit: float) -> dict:
-    """What a run's summary says of its privacy: epsilon at ``delta`` after ``rounds``, and whether it is exact
-    (every client sampled each round) or an upper bound (amplification by sampling not counted)."""
-    return {"epsilon": gaussian_epsilon(noise_multiplier, rounds, delta), "delta": delta, "rounds": rounds,
-            "epsilon_is": "exact" if fraction_fit >= 1.0 else "an upper bound (amplification by sampling not counted)"}
+def privacy_spent(noise_multiplier: float, rounds: int, delta: float, fraction_fit: float,
+                  replies: list[int] | None = None, sampled: int | None = None) -> dict:
+    """What a run's summary says of its privacy: epsilon at ``delta`` after ``rounds`` (zero-out adjacency, and
+    replace-one), and whether it is exact (every client sampled each round), an upper bound (amplification by
+    sampling not counted) or void: a round aggregated fewer training ``replies`` than the ``sampled`` clients the
+    noise was calibrated for, so its noise was too small for the stated multiplier."""
+    short = [i + 1 for i, m in enumerate(replies or []) if sampled is not None and m < sampled]
+    if short:
+        status = (f"void: round {short[0]} aggregated fewer replies than the {sampled} sampled clients the noise is "
+                  "calibrated for")
+    else:
+        status = "exact" if fraction_fit >= 1.0 else "an upper bound (amplification by sampling not counted)"
+    return {"epsilon": gaussian_epsilon(noise_multiplier, rounds, delta),
+            "epsilon_replace_one": gaussian_epsilon(noise_multiplier / 2, rounds, delta), "delta": delta,
+            "rounds": rounds, "adjacency": "zero-out (one client's update replaced by zero; roster and cohort fixed)",
+            "epsilon_is": status}

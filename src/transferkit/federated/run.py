@@ -27,7 +27,7 @@ from transferkit.errors import TransferkitError
 from transferkit.federated.arrays import array_bytes, get_arrays, model_bytes, set_arrays
 from transferkit.federated.client import Job, make_client_app
 from transferkit.federated.privacy import privacy_spent
-from transferkit.federated.server import RoundLog, make_server_app
+from transferkit.federated.server import RoundLog, make_server_app, sampled_clients
 from transferkit.federated.setup import Subset, accuracy, build, load_pool, local_settings, make_shares, resolved, train_rows
 from transferkit.federated.split import label_counts, label_skew
 from transferkit.finetune.saved import task_type
@@ -176,7 +176,9 @@ def _summary(cfg: FederatedConfig, pool, shares, test, model, final: dict, log: 
     return {
         "name": cfg.name, "dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "aggregation": f.strategy,
         "proximal_mu": f.proximal_mu,
-        "dp": f.dp.model_dump() | privacy_spent(f.dp.noise_multiplier, f.rounds, f.dp.delta, f.fraction_fit)
+        "dp": f.dp.model_dump() | privacy_spent(f.dp.noise_multiplier, f.rounds, f.dp.delta, f.fraction_fit,
+                                                [sum("bytes_sent" in c for c in r["clients"]) for r in log.rounds],
+                                                sampled_clients(f))
         if f.dp else None,
         "clients": f.clients, "alpha": f.alpha, "rounds": f.rounds, "local_epochs": f.local_epochs,
         "client_train_examples": [len(s) for s in shares.train], "client_test_examples": [len(s) for s in shares.local_test],

@@ -41,8 +41,10 @@ def federated_report(out: Path, summary: dict, rounds: list[dict]) -> Path:
         f"{s['aggregation']}{mu}, "
         f"{s['rounds']} rounds of {s['local_epochs']} local epoch(s); DP: "
         + (f"{dp.get('side', 'server')}-side fixed clipping, clipping norm {dp['clipping_norm']}, noise multiplier "
-           f"{dp['noise_multiplier']}: client-level ({dp['epsilon']:.2f}, {dp['delta']:g})-DP after {dp['rounds']} "
-           f"rounds (epsilon {dp['epsilon_is']}; Gaussian differential privacy, Dong, Roth & Su 2022)."
+           f"{dp['noise_multiplier']}: the global models are client-level ({dp['epsilon']:.2f}, {dp['delta']:g})-DP "
+           f"after {dp['rounds']} rounds for a client's update zeroed out ({dp['epsilon_replace_one']:.2f} for one "
+           f"replaced; epsilon {dp['epsilon_is']}; Gaussian differential privacy, Dong, Roth & Su 2022). Per-client "
+           "label counts and local accuracies below are not protected."
            if dp else "off."),
         "",
         "| model | global test accuracy |",
