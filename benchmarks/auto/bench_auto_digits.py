@@ -25,7 +25,7 @@ import yaml
 
 from transferkit import train
 from transferkit.compare import compare
-from transferkit.demo import DemoSettings, adapt_config, source_config, target_config
+from transferkit.demo import DemoSettings, adapt_config, few_shot_variants, source_config, target_config
 
 from results import run_missing  # benchmarks/adapt/results.py
 
@@ -65,8 +65,7 @@ def few_shot(work: Path, weights: Path, seeds: int, out: Path) -> None:
         return
     s = DemoSettings(seeds=seeds)
     cfg = target_config(s, weights)
-    keep = {"model": {"source_head": True}}
-    cfg["compare"] = {"variants": {"feature_extraction": keep, "full": keep | {"train": {"lr": s.lr / 10}}}}
+    cfg["compare"] = {"variants": few_shot_variants(s)}
     rows = compare(cfg, ["feature_extraction", "full", "auto"], list(FEW_SHOTS), seeds, work / "few_shot",
                    overwrite=True, show_table=False)
     keys = ("strategy", "shots", "accuracy_mean", "accuracy_std", "chosen")

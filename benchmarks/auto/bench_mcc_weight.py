@@ -52,8 +52,9 @@ def summary(rows: list[dict], reference: Path) -> str:
         acc = {p: mean(rows, p, m) for p in pairs}
         worst = min(pairs, key=lambda p: acc[p] / best[p])
         dig = [r["accuracy"] for r in rows if r["pair"] == "mnist->usps" and r["method"] == m]
+        digits = f"{np.mean(dig):.1f} ± {np.std(dig):.1f}" if dig else ""
         lines.append(f"| {w:g} | {np.mean(list(acc.values())):.1f} | {100 * acc[worst] / best[worst]:.1f} % ({worst}) | "
-                     f"{np.mean(dig):.1f} ± {np.std(dig):.1f} |" if dig else "| |")
+                     f"{digits} |")
     return "\n".join(lines)
 
 

@@ -52,6 +52,14 @@ def target_config(s: DemoSettings, weights: Path) -> dict:
             "train": {"epochs": s.target_epochs, "batch_size": 32, "lr": s.lr}}
 
 
+def few_shot_variants(s: DemoSettings) -> dict:
+    """The demo's few-shot recipe as ``compare`` variants: the transfer strategies start from the source
+    model's own head (same labels) and fine-tuning runs at a tenth of the rate, the usual recipe; from scratch
+    keeps the base rate it needs."""
+    keep = {"model": {"source_head": True}}
+    return {"feature_extraction": keep, "full": keep | {"train": {"lr": s.lr / 10}}}
+
+
 def adapt_config(s: DemoSettings, weights: Path) -> dict:
     """0 USPS labels: from the source model, the MNIST labels plus the unlabelled USPS images (all of
     them, the transductive protocol); the test set is every USPS image."""
@@ -75,11 +83,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, settings: D
     console.print(f"  source validation accuracy {src.history[-1].get('val/accuracy', float('nan')):.3f}")
     weights = out / "source" / "model.safetensors"
     rows, few_cfg, names = [], target_config(s, weights), list(strategies)
-    # the transfer strategies start from the source model's own head (same labels) and fine-tuning
-    # runs at a tenth of the rate, the usual recipe; from scratch keeps the base rate it needs
-    keep = {"model": {"source_head": True}}
-    variants = {"feature_extraction": keep, "full": keep | {"train": {"lr": s.lr / 10}}}
-    few_cfg["compare"] = {"variants": {k: v for k, v in variants.items() if k in names}}
+    few_cfg["compare"] = {"variants": {k: v for k, v in few_shot_variants(s).items() if k in names}}
     if adapt:
         console.print("[bold]0 labels[/]: the source model as it is, and adapted with the unlabelled USPS images")
         rows += compare(adapt_config(s, weights), list(adapt), [0], s.seeds, out / "unlabelled", console=console,

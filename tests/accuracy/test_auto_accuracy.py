@@ -6,7 +6,7 @@ import pytest
 
 from transferkit import train
 from transferkit.compare import SOURCE_ONLY, compare
-from transferkit.demo import DemoSettings, adapt_config, source_config, target_config
+from transferkit.demo import DemoSettings, adapt_config, few_shot_variants, source_config, target_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,7 @@ def test_auto_at_3_labels_per_class_reaches_95_percent_of_the_best_fine_tuning(d
     fine-tuning (both from the source head, fine-tuning at a tenth of the rate) and from scratch."""
     s, weights, out = demo_source
     cfg = target_config(s, weights)
-    keep = {"model": {"source_head": True}}
-    cfg["compare"] = {"variants": {"feature_extraction": keep, "full": keep | {"train": {"lr": s.lr / 10}}}}
+    cfg["compare"] = {"variants": few_shot_variants(s)}
     rows = _rows(compare(cfg, ["feature_extraction", "full", "auto"], [3], SEEDS, out / "k3", show_table=False), 3)
     best = max(r["accuracy_mean"] for n, r in rows.items() if n != "auto")
     print({n: round(r["accuracy_mean"], 1) for n, r in rows.items()})

@@ -122,6 +122,13 @@ def _sentence(facts: list[str], action: str) -> str:
     return f"{said[0].upper()}{said[1:]}, so {action}."
 
 
+def _adapt(f: Facts, head: dict, facts: list[str]) -> Choice:
+    """MCC domain adaptation at ``MCC_WEIGHT``, from what the model starts from, with the facts that led here."""
+    start = "the source head" if f.source_head else "the source model" if f.source_model else "random weights"
+    return Choice(ZERO_LABEL_METHOD, {"weight": MCC_WEIGHT}, head,
+                  _sentence(facts, f"MCC domain adaptation (weight {MCC_WEIGHT:g}) from {start}"))
+
+
 def choose(f: Facts) -> Choice:
     """The strategy for a transfer task, with a one-sentence reason (the branches in order; the first that
     applies decides).
@@ -136,9 +143,7 @@ def choose(f: Facts) -> Choice:
         if not f.unlabelled:
             raise TransferkitError("strategy auto with 0 labels per class needs unlabelled target data to adapt to; "
                                    "set data.unlabelled to the target domain's data or give data.shots >= 1.")
-        start = "the source head" if f.source_head else "the source model" if f.source_model else "random weights"
-        return Choice(ZERO_LABEL_METHOD, {"weight": MCC_WEIGHT}, head, _sentence(
-            ["no target label", "unlabelled target data", domain], f"MCC domain adaptation (weight {MCC_WEIGHT:g}) from {start}"))
+        return _adapt(f, head, ["no target label", "unlabelled target data", domain])
     if not f.source_model and not f.source_data:
         return Choice("scratch", {}, {}, _sentence([labels, "no source model (model.weights) or source data"],
                                                    "training from scratch"))
@@ -149,9 +154,7 @@ def choose(f: Facts) -> Choice:
                      f"{f.logme_random:.3f})"], "training from scratch"))
     if (f.unlabelled and f.source_data and f.pad is not None and f.pad >= PAD_DISTANT
             and f.shots <= ADAPT_MAX_SHOTS):
-        start = "the source head" if f.source_head else "the source model" if f.source_model else "random weights"
-        return Choice(ZERO_LABEL_METHOD, {"weight": MCC_WEIGHT}, head, _sentence(
-            [labels, domain, "unlabelled target data"], f"MCC domain adaptation (weight {MCC_WEIGHT:g}) from {start}"))
+        return _adapt(f, head, [labels, domain, "unlabelled target data"])
     if not f.source_model:  # labelled source data only: trained beside the target rows
         return Choice("full", {}, {}, _sentence([labels, "labelled source data but no source model", domain],
                                                 "training on the source and target rows together"))
